@@ -1,0 +1,100 @@
+"""Config validation with one-line errors, and the per-run training settings.
+
+The schema (schemas/config.schema.yaml) holds every default. Snakemake's own `validate` fills them
+in; we first look for errors ourselves so that a bad value is reported as one line naming the key
+(`config train.learning_rate: -0.1 is less than or equal to the minimum of 0`), before any job runs.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from whisperforge.errors import WhisperforgeError
+
+
+def load_schema(path: str | Path) -> dict[str, Any]:
+    with open(path, encoding="utf-8") as f:
+        return yaml.safe_load(f)
+
+
+def _key_path(error: jsonschema.ValidationError, prefix: str) -> str:
+    parts = [prefix] if prefix else []
+    for p in error.absolute_path:
+        if isinstance(p, int):
+            parts[-1:] = [f"{parts[-1]}[{p}]"] if parts else [f"[{p}]"]
+        else:
+            parts.append(str(p))
+    return ".".join(parts) or "(top level)"
+
+
+def _one_line(error: jsonschema.ValidationError, prefix: str = "") -> str:
+    message = error.message
+    if error.validator == "additionalProperties":
+        message = message.replace("Additional properties are not allowed", "unknown key")
+    return f"config {_key_path(error, prefix)}: {message}".replace("\n", " ")
+
+
+def check(instance: Any, schema: dict[str, Any], prefix: str = "") -> None:
+    """Raise a one-line WhisperforgeError for the most relevant schema violation, if any."""
+    validator = jsonschema.Draft202012Validator(schema)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(instance))
+    if error is not None:
+        raise WhisperforgeError(_one_line(error, prefix))
+
+
+def fill_defaults(instance: Any, schema: dict[str, Any], root: dict[str, Any] | None = None) -> Any:
+    """Insert schema defaults into `instance` recursively (objects only, `$ref` followed)."""
+    root = root or schema
+    if "$ref" in schema:
+        ref = schema["$ref"]
+        target = root
+        for part in ref.removeprefix("#/").split("/"):
+            target = target[part]
+        schema = {**target, **{k: v for k, v in schema.items() if k != "$ref"}}
+    if not isinstance(instance, dict):
+        return instance
+    for key, sub in schema.get("properties", {}).items():
+        if key not in instance and "default" in sub:
+            instance[key] = copy.deepcopy(sub["default"])
+        if key in instance:
+            fill_defaults(instance[key], sub, root)
+    return instance
+
+
+def deep_merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    """`overlay` on top of `base`; nested dicts merge, everything else replaces."""
+    merged = copy.deepcopy(base)
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def validate_config(config: dict[str, Any], schema_path: str | Path) -> dict[str, Any]:
+    """Check the whole config and each run's merged settings; fill defaults in place."""
+    schema = load_schema(schema_path)
+    check(config, schema)
+    fill_defaults(config, schema)
+    train_schema = {**schema["$defs"]["train"], "$defs": schema["$defs"]}
+    for run, overlay in config["runs"].items():
+        check(overlay or {}, {**train_schema, "required": []}, prefix=f"runs.{run}")
+        merged = deep_merge(config["train"], overlay or {})
+        check(merged, train_schema, prefix=f"runs.{run}")
+    tiny = config["model"].get("tiny")
+    if config["model"]["base"] == "tiny" and not tiny:
+        raise WhisperforgeError("config model.tiny: required when model.base is 'tiny'")
+    return config
+
+
+def run_settings(config: dict[str, Any], run: str) -> dict[str, Any]:
+    """The full training settings of one run: `train` defaults overlaid by `runs.<run>`."""
+    if run not in config["runs"]:
+        raise WhisperforgeError(f"config runs.{run}: no such run")
+    return deep_merge(config["train"], config["runs"][run] or {})

@@ -1,0 +1,99 @@
+"""The manifest format shared by every stage.
+
+One JSON object a line, as Whisper-Finetune's `aishell.py` writes them, so existing tools read ours:
+
+    {"audio": {"path": "results/data/aishell/wav/test/S0764/BAC009S0764W0121.wav"},
+     "sentence": "甚至出现交易几乎停滞的情况", "language": "Chinese",
+     "sentences": [{"start": 0, "end": 2.31, "text": "甚至出现交易几乎停滞的情况"}],
+     "duration": 2.31}
+
+We add one field, `id` (the utterance id), which readers of the original format ignore.
+Relative audio paths are resolved against the working directory (the workflow root).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from whisperforge.errors import WhisperforgeError
+
+REQUIRED_FIELDS = ("audio", "sentence", "duration")
+
+
+def make_record(
+    utt_id: str, audio_path: str, sentence: str, duration: float, language: str = "Chinese"
+) -> dict[str, Any]:
+    """A manifest line for one utterance (duration in seconds, rounded to 2 decimals)."""
+    duration = round(duration, 2)
+    return {
+        "id": utt_id,
+        "audio": {"path": audio_path},
+        "sentence": sentence,
+        "language": language,
+        "sentences": [{"start": 0, "end": duration, "text": sentence}],
+        "duration": duration,
+    }
+
+
+def utterance_id(record: dict[str, Any]) -> str:
+    """The record's id, or the audio file's stem for manifests written by other tools."""
+    return record.get("id") or Path(record["audio"]["path"]).stem
+
+
+def read_manifest(path: str | Path) -> list[dict[str, Any]]:
+    """Read and check a JSONL manifest; a bad line raises naming the file and line number."""
+    path = Path(path)
+    if not path.is_file():
+        raise WhisperforgeError(f"{path}: manifest not found")
+    records = []
+    with path.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise WhisperforgeError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+            missing = [k for k in REQUIRED_FIELDS if k not in record]
+            if missing or not isinstance(record.get("audio"), dict) or "path" not in record["audio"]:
+                what = ", ".join(missing) or "audio.path"
+                raise WhisperforgeError(f"{path}:{lineno}: manifest line lacks {what}")
+            records.append(record)
+    return records
+
+
+@contextmanager
+def atomic_path(dest: str | Path, suffix: str = "") -> Iterator[Path]:
+    """Yield a temp path beside `dest`, renamed onto it only if the block succeeds."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=suffix or ".tmp", dir=dest.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, dest)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def write_jsonl(path: str | Path, records: Iterable[dict[str, Any]]) -> int:
+    """Write records atomically, one JSON object a line; returns how many were written."""
+    n = 0
+    with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8") as f:
+        for record in records:
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+            n += 1
+    return n
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    """Write pretty, key-sorted JSON atomically (stable bytes for the same content)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, ensure_ascii=False, indent=2, sort_keys=True) + "\n")
