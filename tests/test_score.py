@@ -72,8 +72,7 @@ def test_deletion_and_insertion():
 
 def test_corpus_level_is_sum_of_edits_over_sum_of_chars():
     # utt 1: 好 vs 坏 -> 1 edit / 1 char (per-utt CER 1.0)
-    # utt 2: 今天天气很好真的 vs same -> 0 edits / 8 chars... use 9 chars to make it obvious:
-    # 今天天气很好真的呀 (9 chars), 0 edits.
+    # utt 2: 今天天气很好真的呀 vs same -> 0 edits / 9 chars (per-utt CER 0)
     # Corpus: (1 + 0) / (1 + 9) = 0.1; mean of per-utterance CERs would be (1.0 + 0) / 2 = 0.5.
     res = score_pairs(["好", "今天天气很好真的呀"], ["坏", "今天天气很好真的呀"])
     assert res["ref_chars"] == 10
@@ -159,7 +158,12 @@ def test_score_file_summary(tmp_path):
     assert [r["id"] for r in rows] == ["u1", "u2", "u3", "u5"]
     assert sum(r["edits"] for r in rows) == 4
     u5 = rows[3]
-    assert (u5["ref_norm"], u5["hyp_norm"], u5["edits"], u5["cer"]) == ("你好世界", "你好世界", 0, 0)
+    assert (u5["ref_norm"], u5["hyp_norm"], u5["edits"], u5["cer"]) == (
+        "你好世界",
+        "你好世界",
+        0,
+        0,
+    )
 
 
 def test_score_file_worst_ordering(tmp_path):

@@ -97,3 +97,25 @@ def write_json(path: str | Path, obj: Any) -> None:
     """Write pretty, key-sorted JSON atomically (stable bytes for the same content)."""
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, ensure_ascii=False, indent=2, sort_keys=True) + "\n")
+
+
+def import_manifests(sources: dict[str, str | Path], out_dir: str | Path) -> dict[str, Any]:
+    """Check the user's own manifests (every line, every audio file) and copy them into out_dir."""
+    out_dir = Path(out_dir)
+    stats: dict[str, Any] = {"utterances": {}, "hours": {}, "source": {}}
+    checked = {}
+    for split, source in sources.items():
+        records = read_manifest(source)
+        if not records:
+            raise WhisperforgeError(f"{source}: manifest for split {split!r} is empty")
+        for record in records:
+            if not Path(record["audio"]["path"]).is_file():
+                raise WhisperforgeError(f"{source}: audio file {record['audio']['path']} not found")
+        checked[split] = records
+        stats["utterances"][split] = len(records)
+        stats["hours"][split] = round(sum(float(r["duration"]) for r in records) / 3600, 4)
+        stats["source"][split] = str(source)
+    for split, records in checked.items():
+        write_jsonl(out_dir / f"{split}.jsonl", records)
+    write_json(out_dir / "stats.json", stats)
+    return stats

@@ -141,7 +141,7 @@ def score_pairs(refs: list[str], hyps: list[str]) -> dict[str, Any]:
     """
     if len(refs) != len(hyps):
         raise ValueError(f"{len(refs)} references but {len(hyps)} hypotheses")
-    kept = [(r, h) for r, h in zip(refs, hyps) if r]
+    kept = [(r, h) for r, h in zip(refs, hyps, strict=True) if r]
     totals, _ = _align([r for r, _ in kept], [h for _, h in kept])
     return {**totals, "empty_refs": len(refs) - len(kept)}
 
@@ -179,8 +179,9 @@ def read_hypotheses(hyp_jsonl: Path) -> list[dict[str, Any]]:
             continue
         rec = _parse_line(line, f"{hyp_jsonl}:{lineno}")
         if rec["id"] in seen:
+            first = seen[rec["id"]]
             raise WhisperforgeError(
-                f"{hyp_jsonl}:{lineno}: duplicate id '{rec['id']}' (first on line {seen[rec['id']]})"
+                f"{hyp_jsonl}:{lineno}: duplicate id '{rec['id']}' (first on line {first})"
             )
         seen[rec["id"]] = lineno
         records.append(rec)
@@ -238,7 +239,7 @@ def score_file(
         [_remove_whitespace(rec["hyp"]) for rec, _, _ in kept],
     )
     rows = []
-    for (rec, ref_norm, hyp_norm), counts in zip(kept, per_utt):
+    for (rec, ref_norm, hyp_norm), counts in zip(kept, per_utt, strict=True):
         edits = counts["substitutions"] + counts["deletions"] + counts["insertions"]
         rows.append(
             {

@@ -1,0 +1,106 @@
+# Data stage: data_aishell.tgz -> wavs + index -> results/manifests/{train,dev,test}.jsonl
+
+
+if not config["data"]["archive"] and not config["data"]["manifests"]:
+
+    rule download_aishell:
+        output:
+            archive="resources/data_aishell.tgz",
+        params:
+            urls=config["data"]["urls"],
+            md5=config["data"]["md5"],
+            size=config["data"]["size"],
+        log:
+            "logs/data/download_aishell.log",
+        retries: 2
+        conda:
+            "../envs/data.yaml"
+        script:
+            "../scripts/download_aishell.py"
+
+
+rule extract_aishell:
+    input:
+        archive=lambda wc: archive_path(wc.corpus),
+    output:
+        wav_dir=directory("results/data/{corpus}/wav"),
+        transcript="results/data/{corpus}/transcript.txt",
+        index="results/data/{corpus}/wavs.tsv",
+    params:
+        md5=lambda wc: archive_checks(wc.corpus)["md5"],
+        size=lambda wc: archive_checks(wc.corpus)["size"],
+    threads: 8
+    log:
+        "logs/data/extract_{corpus}.log",
+    benchmark:
+        "benchmarks/out/extract_{corpus}.tsv"
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../scripts/extract_aishell.py"
+
+
+def manifest_params(required_splits):
+    data = config["data"]
+    return dict(
+        min_audio_s=data["min_audio_s"],
+        max_audio_s=data["max_audio_s"],
+        max_text_chars=data["max_text_chars"],
+        bad_wav=data["bad_wav"],
+        train_on_dev=data["train_on_dev"],
+        required_splits=required_splits,
+    )
+
+
+if config["data"]["manifests"]:
+
+    rule import_manifests:
+        input:
+            **config["data"]["manifests"],
+        output:
+            **{split: manifest(split) for split in SPLITS},
+            stats="results/manifests/stats.json",
+        log:
+            "logs/data/import_manifests.log",
+        conda:
+            "../envs/data.yaml"
+        script:
+            "../scripts/import_manifests.py"
+
+else:
+
+    rule build_manifests:
+        input:
+            transcript="results/data/aishell/transcript.txt",
+            index="results/data/aishell/wavs.tsv",
+        output:
+            **{split: manifest(split) for split in SPLITS},
+            stats="results/manifests/stats.json",
+        params:
+            **manifest_params(SPLITS),
+        log:
+            "logs/data/build_manifests.log",
+        conda:
+            "../envs/data.yaml"
+        script:
+            "../scripts/build_manifests.py"
+
+
+rule build_base_domain_manifests:
+    input:
+        transcript="results/data/base_domain/transcript.txt",
+        index="results/data/base_domain/wavs.tsv",
+    output:
+        **{
+            split: f"results/data/base_domain/manifests/{split}.jsonl"
+            for split in SPLITS
+        },
+        stats="results/data/base_domain/manifests/stats.json",
+    params:
+        **manifest_params(["train", "dev"]),
+    log:
+        "logs/data/build_base_domain_manifests.log",
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../scripts/build_manifests.py"

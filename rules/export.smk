@@ -1,0 +1,45 @@
+# Export stage: HF model -> CTranslate2 (checked by loading it in faster-whisper), provenance.
+
+
+rule export_ct2:
+    input:
+        model=lambda wc: hf_model_dir(wc.model),
+        probe=manifest("test"),
+    output:
+        directory(f"results/models/{{model}}/{CT2_DIR}"),
+    params:
+        quantization=config["export"]["quantization"],
+    log:
+        "logs/export/export_ct2_{model}.log",
+    benchmark:
+        "benchmarks/out/export_ct2_{model}.tsv"
+    conda:
+        "../envs/export.yaml"
+    script:
+        "../scripts/export_ct2.py"
+
+
+rule provenance:
+    input:
+        model=lambda wc: hf_model_dir(wc.model),
+        ct2=f"results/models/{{model}}/{CT2_DIR}",
+        manifests=[manifest(split) for split in SPLITS],
+    output:
+        report(
+            "results/models/{model}/provenance.json",
+            category="Provenance",
+            labels={"model": "{model}"},
+            caption="../report/provenance.rst",
+        ),
+    params:
+        archive_md5=config["data"]["md5"],
+        base=config["model"]["base"],
+        revision=config["model"]["revision"],
+        settings=lambda wc: {} if wc.model == "base" else run_settings(config, wc.model),
+        export=config["export"],
+    log:
+        "logs/export/provenance_{model}.log",
+    conda:
+        "../envs/export.yaml"
+    script:
+        "../scripts/provenance.py"

@@ -1,0 +1,108 @@
+# Model stage: base model -> LoRA fine-tune per run -> merged model.
+
+
+if TINY_BASE:
+
+    rule build_tiny_whisper:
+        output:
+            directory("results/models/base/init"),
+        params:
+            dims={
+                k: config["model"]["tiny"][k]
+                for k in ("d_model", "encoder_layers", "decoder_layers")
+                + ("attention_heads", "ffn_dim")
+            },
+            seed=config["model"]["tiny"]["pretrain"]["seed"],
+        log:
+            "logs/train/build_tiny_whisper.log",
+        conda:
+            "../envs/train.yaml"
+        script:
+            "../scripts/build_tiny_whisper.py"
+
+    rule pretrain_base:
+        # Demo only: a random-init model learns nothing from a few LoRA steps, so the tiny base
+        # model is first trained in full on the base-domain voices.
+        input:
+            base="results/models/base/init",
+            train="results/data/base_domain/manifests/train.jsonl",
+            dev="results/data/base_domain/manifests/dev.jsonl",
+        output:
+            model=directory("results/models/base/hf"),
+        params:
+            settings={**config["model"]["tiny"]["pretrain"], "full_finetune": True},
+            checkpoints="results/checkpoints/base",
+        threads: 2
+        resources:
+            gpu=1,
+        log:
+            "logs/train/pretrain_base.log",
+        benchmark:
+            "benchmarks/out/pretrain_base.tsv"
+        conda:
+            "../envs/train.yaml"
+        script:
+            "../scripts/finetune.py"
+
+elif not Path(config["model"]["base"]).is_dir():
+
+    rule fetch_base_model:
+        output:
+            directory(hub_model_dir()),
+        params:
+            repo_id=config["model"]["base"],
+            revision=config["model"]["revision"],
+        log:
+            "logs/train/fetch_base_model.log",
+        retries: 2
+        conda:
+            "../envs/train.yaml"
+        script:
+            "../scripts/fetch_base_model.py"
+
+
+rule finetune:
+    input:
+        base=base_model_dir(),
+        train=manifest("train"),
+        dev=manifest("dev"),
+    output:
+        model=directory("results/models/{run}/adapter"),
+        loss_plot=report(
+            "results/models/{run}/loss.png",
+            category="Training",
+            labels={"run": "{run}", "figure": "loss curve"},
+            caption="../report/loss.rst",
+        ),
+    params:
+        settings=run_params,
+        # Intermediate checkpoints live outside the declared output, which Snakemake deletes
+        # when a job fails: a killed run resumes from them on the next call.
+        checkpoints="results/checkpoints/{run}",
+    threads: 4
+    resources:
+        gpu=1,
+    log:
+        "logs/train/finetune_{run}.log",
+    benchmark:
+        "benchmarks/out/finetune_{run}.tsv"
+    conda:
+        "../envs/train.yaml"
+    script:
+        "../scripts/finetune.py"
+
+
+rule merge:
+    input:
+        base=base_model_dir(),
+        adapter="results/models/{run}/adapter",
+    output:
+        directory("results/models/{run}/merged"),
+    log:
+        "logs/train/merge_{run}.log",
+    benchmark:
+        "benchmarks/out/merge_{run}.tsv"
+    conda:
+        "../envs/train.yaml"
+    script:
+        "../scripts/merge.py"

@@ -1,0 +1,27 @@
+"""Fine-tune a run's LoRA adapters (or, for the demo's base model, all weights)."""
+
+from pathlib import Path
+
+from _step import run_step
+
+from whisperforge.train import finetune
+
+
+def main(smk):
+    out = Path(smk.output.model)
+    finetune(
+        smk.input.base,
+        smk.input.train,
+        smk.input.dev,
+        out,
+        smk.params.checkpoints,
+        dict(smk.params.settings),
+        threads=smk.threads,
+    )
+    if "loss_plot" in smk.output.keys():
+        from whisperforge.report import plot_loss
+
+        plot_loss(out / "trainer_state.json", smk.output.loss_plot, f"{smk.wildcards.run}")
+
+
+run_step(snakemake, main)  # noqa: F821

@@ -1,0 +1,145 @@
+"""Manifest -> model inputs for training: audio loading, augmentation, log-mel, label tokens."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile
+import torch
+
+from whisperforge.errors import WhisperforgeError
+
+SAMPLE_RATE = 16000
+MAX_LABEL_TOKENS = 448  # Whisper's decoder positions
+
+
+def load_audio(path: str | Path) -> np.ndarray:
+    """Mono float32 at 16 kHz; anything else is a clear error naming the file."""
+    try:
+        audio, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+    except (OSError, RuntimeError, soundfile.LibsndfileError) as e:
+        raise WhisperforgeError(f"{path}: cannot read audio ({e})") from None
+    if rate != SAMPLE_RATE:
+        raise WhisperforgeError(f"{path}: sample rate {rate} Hz, expected {SAMPLE_RATE}")
+    return audio.mean(axis=1)
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Whisper-Finetune's augmentations: speed perturbation, volume, additive noise."""
+
+    speed_prob: float = 0.0
+    speed_min: float = 0.9
+    speed_max: float = 1.1
+    volume_prob: float = 0.0
+    volume_db: float = 15.0
+    noise_prob: float = 0.0
+    noise_dir: str | None = None
+    snr_min: float = 10.0
+    snr_max: float = 50.0
+
+    def apply(self, audio: np.ndarray, rng: random.Random) -> np.ndarray:
+        if self.speed_prob and rng.random() < self.speed_prob:
+            audio = change_speed(audio, rng.uniform(self.speed_min, self.speed_max))
+        if self.volume_prob and rng.random() < self.volume_prob:
+            audio = audio * 10 ** (rng.uniform(-self.volume_db, self.volume_db) / 20)
+        if self.noise_prob and self.noise_dir and rng.random() < self.noise_prob:
+            audio = add_noise(audio, self.noise_dir, rng.uniform(self.snr_min, self.snr_max), rng)
+        return np.clip(audio, -1.0, 1.0).astype(np.float32)
+
+
+def change_speed(audio: np.ndarray, factor: float) -> np.ndarray:
+    """Play `factor` times faster (pitch changes too, as with sox `speed`)."""
+    n_out = max(1, round(len(audio) / factor))
+    positions = np.linspace(0, len(audio) - 1, n_out)
+    return np.interp(positions, np.arange(len(audio)), audio).astype(np.float32)
+
+
+def add_noise(audio: np.ndarray, noise_dir: str, snr_db: float, rng: random.Random) -> np.ndarray:
+    files = sorted(Path(noise_dir).glob("*.wav"))
+    if not files:
+        raise WhisperforgeError(f"{noise_dir}: no .wav noise files (config train.augment.noise_dir)")
+    noise = load_audio(rng.choice(files))
+    noise = np.resize(noise, len(audio))
+    signal_power = float(np.mean(audio**2)) + 1e-10
+    noise_power = float(np.mean(noise**2)) + 1e-10
+    scale = np.sqrt(signal_power / (noise_power * 10 ** (snr_db / 10)))
+    return audio + scale * noise
+
+
+def timestamp_text(record: dict[str, Any]) -> str:
+    """`<|0.00|>text<|2.30|>...` from the record's `sentences`, times rounded to 20 ms."""
+    parts = []
+    for seg in record.get("sentences") or [
+        {"start": 0, "end": record["duration"], "text": record["sentence"]}
+    ]:
+        start, end = (round(float(seg[k]) / 0.02) * 0.02 for k in ("start", "end"))
+        parts.append(f"<|{start:.2f}|>{seg['text']}<|{end:.2f}|>")
+    return "".join(parts)
+
+
+class SpeechDataset(torch.utils.data.Dataset):
+    """Manifest records -> {"input_features", "labels"} for WhisperForConditionalGeneration."""
+
+    def __init__(
+        self,
+        records: list[dict[str, Any]],
+        processor: Any,
+        *,
+        timestamps: bool = False,
+        augment: Augment | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.records = records
+        self.processor = processor
+        self.timestamps = timestamps
+        self.augment = augment
+        self.seed = seed
+        self.epoch_draws = 0
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def labels(self, record: dict[str, Any]) -> list[int]:
+        tokenizer = self.processor.tokenizer
+        text = timestamp_text(record) if self.timestamps else record["sentence"]
+        ids = tokenizer(text).input_ids
+        if len(ids) > MAX_LABEL_TOKENS:
+            raise WhisperforgeError(
+                f"{record['audio']['path']}: transcript is {len(ids)} tokens, more than "
+                f"{MAX_LABEL_TOKENS} (lower data.max_text_chars)"
+            )
+        return ids
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        record = self.records[index]
+        audio = load_audio(record["audio"]["path"])
+        if self.augment is not None:
+            self.epoch_draws += 1
+            audio = self.augment.apply(audio, random.Random(hash((self.seed, index, self.epoch_draws))))
+        features = self.processor.feature_extractor(
+            audio, sampling_rate=SAMPLE_RATE, return_tensors="np"
+        ).input_features[0]
+        return {"input_features": features, "labels": self.labels(record)}
+
+
+@dataclass
+class SpeechCollator:
+    """Stack log-mels; pad labels with -100 and drop the start token the model prepends itself."""
+
+    decoder_start_token_id: int
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        inputs = torch.tensor(np.stack([f["input_features"] for f in features]))
+        labels = [f["labels"] for f in features]
+        if all(ids and ids[0] == self.decoder_start_token_id for ids in labels):
+            labels = [ids[1:] for ids in labels]
+        width = max(len(ids) for ids in labels)
+        padded = torch.full((len(labels), width), -100, dtype=torch.long)
+        for row, ids in enumerate(labels):
+            padded[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+        return {"input_features": inputs, "labels": padded}
