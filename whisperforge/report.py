@@ -167,7 +167,14 @@ def _md_table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: Sequ
         )
         return "| " + " | ".join(padded) + " |"
 
-    rule = "|" + "|".join(("-" * (w + 1) + ":") if r else ("-" * (w + 2)) for w, r in zip(widths, right, strict=True)) + "|"
+    rule = (
+        "|"
+        + "|".join(
+            ("-" * (w + 1) + ":") if r else ("-" * (w + 2))
+            for w, r in zip(widths, right, strict=True)
+        )
+        + "|"
+    )
     return "\n".join([line(cells[0]), rule, *(line(r) for r in cells[1:])])
 
 
@@ -255,9 +262,14 @@ def plot_loss(trainer_state_json: Path, out_png: Path, title: str) -> None:
     fig = _new_figure(8, 4.5)
     ax = fig.add_subplot()
     if train:
-        ax.plot(*zip(*train), marker="." if len(train) < 50 else None, label="train loss")
+        ax.plot(
+            [s for s, _ in train],
+            [v for _, v in train],
+            marker="." if len(train) < 50 else None,
+            label="train loss",
+        )
     if evals:
-        ax.plot(*zip(*evals), marker="o", label="eval loss")
+        ax.plot([s for s, _ in evals], [v for _, v in evals], marker="o", label="eval loss")
         best_step, best_loss = min(evals, key=lambda p: (p[1], p[0]))
         ax.scatter([best_step], [best_loss], s=120, facecolors="none", edgecolors="red", zorder=3)
         ax.annotate(
@@ -318,8 +330,10 @@ def _cer_sections(
                 cell += f" ({_fmt_rel(_rel_change(res['cer'], cers[(BASE, split)]['cer']))})"
             row.append(cell)
             base_res = cers.get((BASE, split))
-            rel = "" if model == BASE or base_res is None else _fmt_rel(
-                _rel_change(res["cer"], base_res["cer"])
+            rel = (
+                ""
+                if model == BASE or base_res is None
+                else _fmt_rel(_rel_change(res["cer"], base_res["cer"]))
             )
             detail_rows.append(
                 [
@@ -341,8 +355,19 @@ def _cer_sections(
         ["model", *(f"{s} CER %" for s in splits)], compact_rows, [False] + [True] * len(splits)
     )
     detail = _md_table(
-        ["model", "split", "CER %", "vs base", "raw CER %", "sub", "del", "ins", "ref chars",
-         "utts", "hours"],
+        [
+            "model",
+            "split",
+            "CER %",
+            "vs base",
+            "raw CER %",
+            "sub",
+            "del",
+            "ins",
+            "ref chars",
+            "utts",
+            "hours",
+        ],
         detail_rows,
         [False, False] + [True] * 9,
     )
@@ -375,13 +400,31 @@ def _speed_rows(speeds: dict[str, dict]) -> list[list[Any]]:
 
 def _speed_section(speed_rows: list[list[Any]]) -> str:
     rows = [
-        [r[0], _fmt_cell(r[1]), r[2], r[3], r[6], f"{r[10]}x" if r[10] else "n/a",
-         f"{_fmt_cell(r[5])} / {_fmt_cell(r[8])}", _fmt_cell(r[9]), _fmt_cell(r[11])]
+        [
+            r[0],
+            _fmt_cell(r[1]),
+            r[2],
+            r[3],
+            r[6],
+            f"{r[10]}x" if r[10] else "n/a",
+            f"{_fmt_cell(r[5])} / {_fmt_cell(r[8])}",
+            _fmt_cell(r[9]),
+            _fmt_cell(r[11]),
+        ]
         for r in speed_rows
     ]
     return _md_table(
-        ["run", "utts", "audio s", "hf s", "ct2 s", "speedup", "devices (hf / ct2)",
-         "ct2 compute type", "same text"],
+        [
+            "run",
+            "utts",
+            "audio s",
+            "hf s",
+            "ct2 s",
+            "speedup",
+            "devices (hf / ct2)",
+            "ct2 compute type",
+            "same text",
+        ],
         rows,
         [False, True, True, True, True, True, False, False, False],
     )
@@ -408,8 +451,14 @@ def _checkpoint_section(states: dict[str, dict], runs: Mapping[str, dict]) -> st
             ]
         )
     return _md_table(
-        ["run", "global step", "best checkpoint", "best metric", "last train loss",
-         "lowest eval loss"],
+        [
+            "run",
+            "global step",
+            "best checkpoint",
+            "best metric",
+            "last train loss",
+            "lowest eval loss",
+        ],
         rows,
         [False, True, False, True, True, True],
     )
@@ -471,7 +520,11 @@ def summarize(
             if res is None:
                 continue
             base_res = cers.get((BASE, split))
-            rel = None if model == BASE or base_res is None else _rel_change(res["cer"], base_res["cer"])
+            rel = (
+                None
+                if model == BASE or base_res is None
+                else _rel_change(res["cer"], base_res["cer"])
+            )
             table_rows.append(
                 [
                     model,
@@ -497,8 +550,15 @@ def summarize(
         for split in splits:
             for w in (cers.get((model, split)) or {}).get("worst") or []:
                 worst_rows.append(
-                    [model, split, w.get("id"), w.get("ref"), w.get("hyp"), w.get("edits"),
-                     _fmt_float(w.get("cer"), 4)]
+                    [
+                        model,
+                        split,
+                        w.get("id"),
+                        w.get("ref"),
+                        w.get("hyp"),
+                        w.get("edits"),
+                        _fmt_float(w.get("cer"), 4),
+                    ]
                 )
 
     speed_rows = _speed_rows(speeds)

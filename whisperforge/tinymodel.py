@@ -113,7 +113,7 @@ def recover_merges(ranks: dict[bytes, int]) -> list[tuple[bytes, bytes]]:
         parts = _bpe_parts(token, ranks, rank)
         if len(parts) == 2:
             merges.append((parts[0], parts[1]))
-    return sorted(merges)
+    return merges
 
 
 def _byte_level(token: bytes, byte_encoder: dict[int, str]) -> str:
@@ -156,7 +156,7 @@ def build_whisper_tokenizer(tiktoken_path: Path | None = None) -> WhisperTokeniz
         unk_token=ENDOFTEXT,
         bos_token=ENDOFTEXT,
         eos_token=ENDOFTEXT,
-        pad_token=ENDOFTEXT,
+        pad_token=None,
         add_prefix_space=False,
     )
     tokenizer.add_special_tokens({"additional_special_tokens": special_tokens()})
