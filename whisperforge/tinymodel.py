@@ -156,7 +156,7 @@ def build_whisper_tokenizer(tiktoken_path: Path | None = None) -> WhisperTokeniz
         unk_token=ENDOFTEXT,
         bos_token=ENDOFTEXT,
         eos_token=ENDOFTEXT,
-        pad_token=None,
+        pad_token=ENDOFTEXT,
         add_prefix_space=False,
     )
     tokenizer.add_special_tokens({"additional_special_tokens": special_tokens()})
