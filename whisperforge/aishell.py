@@ -2,7 +2,7 @@
 
 Two steps, so that changing a filter (or touching the transcript) rebuilds only the cheap second one:
 
-1. `extract_archive` streams the outer tgz once. Each speaker tar (`data_aishell/wav/SXXXX.tar.gz`)
+1. `extract_archive` streams the outer tgz once. Each speaker tar (`wav/SXXXX.tar.gz`)
    is handed to a thread pool and unpacked from memory (zlib releases the GIL, so the speaker tars
    decompress in parallel while the outer stream is still being read). Every wav's format and
    duration come from its header alone. Output: the wav tree, the transcript, and `wavs.tsv`.
@@ -15,6 +15,7 @@ Archive members with absolute paths, `..` or links are refused; nothing partial 
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import logging
 import shutil
@@ -73,12 +74,8 @@ def check_member_name(name: str, archive: str | Path) -> PurePosixPath:
 
 
 def _iter_outer(archive: Path) -> Iterator[tuple[tarfile.TarInfo, tarfile.TarFile]]:
-    try:
-        with tarfile.open(archive, mode="r|gz") as outer:
-            for member in outer:
-                yield member, outer
-    except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
-        raise WhisperforgeError(f"{archive}: corrupt or truncated archive ({e})") from None
+    with tarfile.open(archive, mode="r|gz") as outer:
+        yield from ((member, outer) for member in outer)
 
 
 def _wav_header(data: bytes, where: str) -> tuple[int, int, int, float]:
@@ -128,8 +125,13 @@ def extract_speaker_tar(data: bytes, name: str, archive: Path, wav_root: Path) -
 
 
 def extract_archive(
-    archive: str | Path, wav_dir: str | Path, transcript_out: str | Path, index_out: str | Path,
-    *, threads: int = 4, max_pending: int | None = None,
+    archive: str | Path,
+    wav_dir: str | Path,
+    transcript_out: str | Path,
+    index_out: str | Path,
+    *,
+    threads: int = 4,
+    max_pending: int | None = None,
 ) -> dict[str, int]:
     """Stream the AISHELL tgz once and unpack every speaker tar in parallel.
 
@@ -168,15 +170,22 @@ def extract_archive(
                     slots.acquire()
                     futures.append(pool.submit(work, data, member.name))
             entries = [e for f in futures for e in f.result()]
-        if transcript is None:
-            raise WhisperforgeError(f"{archive}: no {TRANSCRIPT_MEMBER} in the archive")
-        if not entries:
-            raise WhisperforgeError(f"{archive}: no speaker tars under {SPEAKER_TAR_DIR}")
+    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as e:
+        shutil.rmtree(wav_dir, ignore_errors=True)
+        raise WhisperforgeError(f"{archive}: corrupt or truncated archive ({e})") from None
     except BaseException:
         for f in futures:
             f.cancel()
         shutil.rmtree(wav_dir, ignore_errors=True)
         raise
+    problem = None
+    if transcript is None:
+        problem = f"{archive}: no {TRANSCRIPT_MEMBER} in the archive"
+    elif not entries:
+        problem = f"{archive}: no speaker tars under {SPEAKER_TAR_DIR}"
+    if problem:
+        shutil.rmtree(wav_dir, ignore_errors=True)
+        raise WhisperforgeError(problem)
 
     entries.sort(key=lambda e: e.utt_id)
     with atomic_path(transcript_out) as tmp:
@@ -200,8 +209,14 @@ def read_wav_index(path: str | Path) -> list[WavEntry]:
     with open(path, newline="", encoding="utf-8") as f:
         return [
             WavEntry(
-                r["utt_id"], r["split"], r["speaker"], r["path"], float(r["duration"]),
-                int(r["sample_rate"]), int(r["channels"]), int(r["sample_width"]),
+                r["utt_id"],
+                r["split"],
+                r["speaker"],
+                r["path"],
+                float(r["duration"]),
+                int(r["sample_rate"]),
+                int(r["channels"]),
+                int(r["sample_width"]),
             )
             for r in csv.DictReader(f, delimiter="\t")
         ]
@@ -262,8 +277,13 @@ class Filters:
 
 
 def build_manifests(
-    transcript: str | Path, wav_index: str | Path, out_dir: str | Path,
-    *, filters: Filters = Filters(), train_on_dev: bool = False, language: str = "Chinese",
+    transcript: str | Path,
+    wav_index: str | Path,
+    out_dir: str | Path,
+    *,
+    filters: Filters = Filters(),
+    train_on_dev: bool = False,
+    language: str = "Chinese",
     required_splits: tuple[str, ...] | list[str] = SPLITS,
 ) -> dict[str, Any]:
     """Join transcript and wav index into `{train,dev,test}.jsonl` + `stats.json` in out_dir.
@@ -312,4 +332,3 @@ def build_manifests(
     write_json(out_dir / "stats.json", stats)
     log.info("manifests: %s; skipped %s", stats["utterances"], stats["skipped"])
     return stats
-

@@ -62,7 +62,9 @@ def change_speed(audio: np.ndarray, factor: float) -> np.ndarray:
 def add_noise(audio: np.ndarray, noise_dir: str, snr_db: float, rng: random.Random) -> np.ndarray:
     files = sorted(Path(noise_dir).glob("*.wav"))
     if not files:
-        raise WhisperforgeError(f"{noise_dir}: no .wav noise files (config train.augment.noise_dir)")
+        raise WhisperforgeError(
+            f"{noise_dir}: no .wav noise files (config train.augment.noise_dir)"
+        )
     noise = load_audio(rng.choice(files))
     noise = np.resize(noise, len(audio))
     signal_power = float(np.mean(audio**2)) + 1e-10
@@ -120,7 +122,9 @@ class SpeechDataset(torch.utils.data.Dataset):
         audio = load_audio(record["audio"]["path"])
         if self.augment is not None:
             self.epoch_draws += 1
-            audio = self.augment.apply(audio, random.Random(hash((self.seed, index, self.epoch_draws))))
+            audio = self.augment.apply(
+                audio, random.Random(hash((self.seed, index, self.epoch_draws)))
+            )
         features = self.processor.feature_extractor(
             audio, sampling_rate=SAMPLE_RATE, return_tensors="np"
         ).input_features[0]

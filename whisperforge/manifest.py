@@ -61,7 +61,11 @@ def read_manifest(path: str | Path) -> list[dict[str, Any]]:
             except json.JSONDecodeError as e:
                 raise WhisperforgeError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
             missing = [k for k in REQUIRED_FIELDS if k not in record]
-            if missing or not isinstance(record.get("audio"), dict) or "path" not in record["audio"]:
+            if (
+                missing
+                or not isinstance(record.get("audio"), dict)
+                or "path" not in record["audio"]
+            ):
                 what = ", ".join(missing) or "audio.path"
                 raise WhisperforgeError(f"{path}:{lineno}: manifest line lacks {what}")
             records.append(record)

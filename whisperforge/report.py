@@ -178,11 +178,17 @@ def _md_table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: Sequ
     return "\n".join([line(cells[0]), rule, *(line(r) for r in cells[1:])])
 
 
+def _tsv_cell(x: Any) -> str:
+    if isinstance(x, bool):
+        return "true" if x else "false"
+    return _fmt_cell(x)
+
+
 def _tsv(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, delimiter="\t", lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
     writer.writerow(columns)
-    writer.writerows([[_fmt_cell(c) for c in row] for row in rows])
+    writer.writerows([[_tsv_cell(c) for c in row] for row in rows])
     return buf.getvalue()
 
 
@@ -277,7 +283,7 @@ def plot_loss(trainer_state_json: Path, out_png: Path, title: str) -> None:
             (best_step, best_loss),
             textcoords="offset points",
             xytext=(0, 12),
-            ha="center",
+            ha="right" if best_step == max(p[0] for p in evals + train) else "center",
             fontsize=8,
         )
     ax.set_xlabel("training step")

@@ -100,7 +100,10 @@ def load_base(base_dir: Path, settings: dict[str, Any]) -> tuple[Any, Any]:
             raise WhisperforgeError("config train.use_8bit: needs a CUDA device (bitsandbytes)")
         from transformers import BitsAndBytesConfig
 
-        kwargs = {"quantization_config": BitsAndBytesConfig(load_in_8bit=True), "device_map": "auto"}
+        kwargs = {
+            "quantization_config": BitsAndBytesConfig(load_in_8bit=True),
+            "device_map": "auto",
+        }
     model = WhisperForConditionalGeneration.from_pretrained(base_dir, **kwargs)
     language = settings["language"]
     processor.tokenizer.set_prefix_tokens(
@@ -141,8 +144,12 @@ def add_adapters(model: Any, settings: dict[str, Any], total_steps: int) -> Any:
         )
     model = get_peft_model(model, config)
     trainable, total = model.get_nb_trainable_parameters()
-    log.info("adapters: %d trainable of %d parameters (%.2f %%)", trainable, total,
-             100 * trainable / total)
+    log.info(
+        "adapters: %d trainable of %d parameters (%.2f %%)",
+        trainable,
+        total,
+        100 * trainable / total,
+    )
     return model
 
 
@@ -152,7 +159,7 @@ class AdaLoraBudget(TrainerCallback):
     def __init__(self, model: Any) -> None:
         self.model = model
 
-    def on_pre_optimizer_step(self, args, state, control, **kwargs):  # noqa: ANN001
+    def on_pre_optimizer_step(self, args, state, control, **kwargs):
         self.model.base_model.update_and_allocate(state.global_step)
 
 
@@ -202,7 +209,7 @@ def training_arguments(
 def cer_metric(processor: Any):
     from whisperforge.score import normalize, score_pairs
 
-    def compute(pred) -> dict[str, float]:  # noqa: ANN001
+    def compute(pred) -> dict[str, float]:
         labels = pred.label_ids.copy()
         labels[labels == -100] = processor.tokenizer.pad_token_id
         hyps = processor.tokenizer.batch_decode(pred.predictions, skip_special_tokens=True)
@@ -252,7 +259,10 @@ def finetune(
         model = add_adapters(model, settings, total_steps)
     augment = Augment(**settings["augment"])
     train_set = SpeechDataset(
-        train_records, processor, timestamps=settings["timestamps"], augment=augment,
+        train_records,
+        processor,
+        timestamps=settings["timestamps"],
+        augment=augment,
         seed=settings["seed"],
     )
     dev_set = SpeechDataset(dev_records, processor, timestamps=settings["timestamps"])
@@ -284,8 +294,12 @@ def finetune(
     else:
         trainer.model.save_pretrained(out_dir / "checkpoint-final")
         if best:
-            shutil.copytree(best, out_dir / "checkpoint-best", dirs_exist_ok=True,
-                            ignore=shutil.ignore_patterns("optimizer.pt", "scheduler.pt", "rng_state*"))
+            shutil.copytree(
+                best,
+                out_dir / "checkpoint-best",
+                dirs_exist_ok=True,
+                ignore=shutil.ignore_patterns("optimizer.pt", "scheduler.pt", "rng_state*"),
+            )
         else:
             log.info("no evaluation beat another: checkpoint-best = checkpoint-final")
             shutil.copytree(out_dir / "checkpoint-final", out_dir / "checkpoint-best")
