@@ -17,10 +17,12 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
-def _redirect_stderr_to(log_path: str) -> int:
-    """Send fd 2 (Python, tqdm and C++ libraries alike) to the log; return a copy of the old fd."""
+def _redirect_output_to(log_path: str) -> int:
+    """Send fds 1 and 2 (Python, tqdm, C++ libraries alike) to the log; return the old stderr."""
     saved = os.dup(2)
     log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    sys.stdout.flush()
+    os.dup2(log_fd, 1)
     os.dup2(log_fd, 2)
     os.close(log_fd)
     return saved
@@ -32,7 +34,7 @@ def run_step(smk: Any, main: Callable[[Any], None]) -> None:
 
     log_path = str(smk.log[0])
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-    saved_stderr = _redirect_stderr_to(log_path)
+    saved_stderr = _redirect_output_to(log_path)
     logging.basicConfig(
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

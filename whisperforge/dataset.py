@@ -15,6 +15,9 @@ from whisperforge.errors import WhisperforgeError
 
 SAMPLE_RATE = 16000
 MAX_LABEL_TOKENS = 448  # Whisper's decoder positions
+# Log-mels are cached in memory when no augmentation changes the audio between epochs and the set
+# is small (a 30 s log-mel of 80 bins is ~1 MB): the demo's epochs then cost only the model.
+FEATURE_CACHE_MAX_ITEMS = 2000
 
 
 def load_audio(path: str | Path) -> np.ndarray:
@@ -41,6 +44,10 @@ class Augment:
     noise_dir: str | None = None
     snr_min: float = 10.0
     snr_max: float = 50.0
+
+    @property
+    def active(self) -> bool:
+        return bool(self.speed_prob or self.volume_prob or (self.noise_prob and self.noise_dir))
 
     def apply(self, audio: np.ndarray, rng: random.Random) -> np.ndarray:
         if self.speed_prob and rng.random() < self.speed_prob:
@@ -99,9 +106,11 @@ class SpeechDataset(torch.utils.data.Dataset):
         self.records = records
         self.processor = processor
         self.timestamps = timestamps
-        self.augment = augment
+        self.augment = augment if augment is not None and augment.active else None
         self.seed = seed
         self.epoch_draws = 0
+        cacheable = self.augment is None and len(records) <= FEATURE_CACHE_MAX_ITEMS
+        self.feature_cache: dict[int, np.ndarray] | None = {} if cacheable else None
 
     def __len__(self) -> int:
         return len(self.records)

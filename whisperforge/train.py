@@ -201,7 +201,6 @@ def training_arguments(
         label_names=["labels"],
         report_to=[],
         use_cpu=not torch.cuda.is_available(),
-        save_safetensors=True,
         disable_tqdm=False,
     )
 
