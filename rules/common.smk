@@ -1,6 +1,6 @@
 # Config validation, run names and the paths every stage agrees on.
 
-import json
+import hashlib
 import re
 import sys
 from pathlib import Path
@@ -29,6 +29,14 @@ wildcard_constraints:
     model="|".join(re.escape(m) for m in MODELS),
     split="train|dev|test",
     corpus="aishell|base_domain",
+
+
+def source_digest(*modules):
+    """A digest of the stage modules a rule runs: Snakemake's code trigger sees only the script."""
+    digest = hashlib.sha256()
+    for module in modules:
+        digest.update((Path(workflow.basedir) / "whisperforge" / module).read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def archive_path(corpus="aishell"):

@@ -14,6 +14,7 @@ rule transcribe:
         batch_size=config["eval"]["batch_size"],
         compute_type=config["eval"]["compute_type"],
         vad_filter=config["eval"]["vad_filter"],
+        code=source_digest("transcribe.py"),
     threads: 2
     resources:
         gpu=1,
@@ -41,6 +42,7 @@ rule score:
         ),
     params:
         numerals_to_chinese=config["eval"]["numerals_to_chinese"],
+        code=source_digest("score.py"),
     log:
         "logs/eval/score_{model}_{split}.log",
     conda:

@@ -9,6 +9,7 @@ rule export_ct2:
         directory(f"results/models/{{model}}/{CT2_DIR}"),
     params:
         quantization=config["export"]["quantization"],
+        code=source_digest("export.py"),
     log:
         "logs/export/export_ct2_{model}.log",
     benchmark:

@@ -32,6 +32,7 @@ if TINY_BASE:
         params:
             settings={**config["model"]["tiny"]["pretrain"], "full_finetune": True},
             checkpoints="results/checkpoints/base",
+            code=source_digest("train.py", "dataset.py"),
         threads: 2
         resources:
             gpu=1,
@@ -79,6 +80,7 @@ rule finetune:
         # Intermediate checkpoints live outside the declared output, which Snakemake deletes
         # when a job fails: a killed run resumes from them on the next call.
         checkpoints="results/checkpoints/{run}",
+        code=source_digest("train.py", "dataset.py"),
     threads: 4
     resources:
         gpu=1,
@@ -98,6 +100,8 @@ rule merge:
         adapter="results/models/{run}/adapter",
     output:
         directory("results/models/{run}/merged"),
+    params:
+        code=source_digest("merge.py"),
     log:
         "logs/train/merge_{run}.log",
     benchmark:

@@ -138,7 +138,7 @@ def snakemake(workdir: Path, *args: str, check: bool = True, timeout: float = 18
 
 def jobs_planned(workdir: Path, *args: str) -> dict[str, int]:
     """Rule -> job count that `snakemake -n` would run (empty when up to date)."""
-    proc = snakemake(workdir, "-n", "--quiet", "rules", *args)
+    proc = snakemake(workdir, "-n", *args, "--quiet", "rules")
     counts: dict[str, int] = {}
     in_table = False
     for line in proc.stdout.splitlines():

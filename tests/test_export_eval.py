@@ -111,7 +111,7 @@ def test_export_without_weights_names_the_dir(tmp_path, tiny):
     model_dir = tmp_path / "noweights"
     shutil.copytree(tiny, model_dir, ignore=shutil.ignore_patterns("*.safetensors"))
     out_dir = tmp_path / "out" / "ct2"
-    with pytest.raises(WhisperforgeError, match="model.safetensors") as err:
+    with pytest.raises(WhisperforgeError, match=r"model\.safetensors") as err:
         export_ct2(model_dir, out_dir)
     assert str(model_dir) in str(err.value)
     assert not out_dir.exists()
@@ -121,7 +121,7 @@ def test_export_whose_probe_fails_leaves_nothing(tmp_path, tiny):
     probe = tmp_path / "probe.jsonl"
     write_jsonl(probe, [make_record("GONE", str(tmp_path / "gone.wav"), "x", 1.0)])
     out_dir = tmp_path / "out" / "ct2-int8"
-    with pytest.raises(WhisperforgeError, match="gone.wav") as err:
+    with pytest.raises(WhisperforgeError, match=r"gone\.wav") as err:
         export_ct2(tiny, out_dir, quantization="int8", probe_manifest=probe)
     assert str(tiny) in str(err.value)
     assert _leftovers(out_dir.parent, set()) == []  # neither out_dir nor the temp dir
@@ -196,7 +196,7 @@ def test_batched_keeps_order_around_a_long_clip_and_matches_unbatched(tmp_path, 
 
 
 def test_transcribe_rejects_a_dir_that_is_no_export(tmp_path, manifest):
-    with pytest.raises(WhisperforgeError, match="model.bin") as err:
+    with pytest.raises(WhisperforgeError, match=r"model\.bin") as err:
         transcribe_manifest(tmp_path, manifest, tmp_path / "hyp.jsonl", progress=False)
     assert str(tmp_path) in str(err.value)
     assert not (tmp_path / "hyp.jsonl").exists()

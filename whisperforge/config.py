@@ -87,10 +87,27 @@ def validate_config(config: dict[str, Any], schema_path: str | Path) -> dict[str
         check(overlay or {}, {**train_schema, "required": []}, prefix=f"runs.{run}")
         merged = deep_merge(config["train"], overlay or {})
         check(merged, train_schema, prefix=f"runs.{run}")
-    tiny = config["model"].get("tiny")
-    if config["model"]["base"] == "tiny" and not tiny:
-        raise WhisperforgeError("config model.tiny: required when model.base is 'tiny'")
+    check_base_model(config["model"])
     return config
+
+
+def looks_like_path(base: str) -> bool:
+    """Hub ids are `name` or `org/name`; anything else (absolute, ./, ~, deeper) is a path."""
+    return base.startswith(("/", ".", "~")) or base.count("/") > 1
+
+
+def check_base_model(model: dict[str, Any]) -> None:
+    base = model["base"]
+    if base == "tiny":
+        if not model.get("tiny"):
+            raise WhisperforgeError("config model.tiny: required when model.base is 'tiny'")
+        return
+    if looks_like_path(base) or Path(base).exists():
+        path = Path(base).expanduser()
+        if not (path / "config.json").is_file():
+            raise WhisperforgeError(
+                f"config model.base: {base} is not a Whisper model directory (no config.json)"
+            )
 
 
 def run_settings(config: dict[str, Any], run: str) -> dict[str, Any]:
