@@ -1,8 +1,10 @@
 """Export (HF -> CTranslate2), faster-whisper transcription and the speed comparison.
 
-One tiny random Whisper is built per module. Its decoder is pinned so that it ends every
-hypothesis after one token (a random model otherwise babbles 448 tokens a clip), which keeps
-the module fast; the text is garbage either way: these tests check files, fields and order.
+One tiny random Whisper is built per module, in two variants: `tiny`, whose decoder is pinned
+to end every hypothesis after one (input-independent) token, which keeps most tests fast (a
+random model otherwise babbles up to 448 tokens a clip), and `babble`, the same weights scaled up
+so that different clips give different (garbage) texts, for comparing batched with unbatched
+decoding. These tests check files, fields, order and plumbing, never text quality.
 """
 
 from __future__ import annotations
@@ -39,6 +41,16 @@ def _stop_after_one_token(model_dir: Path) -> None:
     save_file(weights, path, metadata={"format": "pt"})
 
 
+def _scale_weights(model_dir: Path, factor: float) -> None:
+    """Scale every weight matrix: the random decoder's output then depends on the input."""
+    path = model_dir / "model.safetensors"
+    weights = load_file(path)
+    for name, tensor in weights.items():
+        if tensor.ndim == 2 and "embed_positions" not in name:
+            weights[name] = tensor * factor
+    save_file(weights, path, metadata={"format": "pt"})
+
+
 def _write_wav(path: Path, seconds: float, freq: float) -> None:
     t = np.arange(int(seconds * SR)) / SR
     rng = np.random.default_rng(int(freq))
@@ -57,10 +69,19 @@ def _manifest(path: Path, clips: list[tuple[str, float, str]]) -> Path:
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> Path:
-    model_dir = build_tiny_whisper(tmp_path_factory.mktemp("hf") / "tiny")
-    _stop_after_one_token(model_dir)
-    return model_dir
+def models(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("hf")
+    tiny = build_tiny_whisper(root / "tiny")
+    babble = root / "babble"
+    shutil.copytree(tiny, babble)
+    _scale_weights(babble, 4.0)
+    _stop_after_one_token(tiny)
+    return {"tiny": tiny, "babble": babble}
+
+
+@pytest.fixture(scope="module")
+def tiny(models) -> Path:
+    return models["tiny"]
 
 
 @pytest.fixture(scope="module")
@@ -179,7 +200,7 @@ def test_transcribe_writes_one_line_per_utterance_in_order(
     assert _leftovers(out.parent, {"hyp.jsonl"}) == []
 
 
-def test_batched_keeps_order_around_a_long_clip_and_matches_unbatched(tmp_path, exported):
+def test_batched_keeps_order_around_a_long_clip(tmp_path, exported):
     clips = [("S1", 1.0, "一"), ("L", 30.5, "二"), ("S2", 1.5, "三"), ("S3", 0.7, "四")]
     manifest = _manifest(tmp_path / "long.jsonl", clips)
     texts = {}
@@ -193,6 +214,34 @@ def test_batched_keeps_order_around_a_long_clip_and_matches_unbatched(tmp_path, 
         assert hyps[1]["audio_s"] == pytest.approx(30.5)
         texts[batch_size] = [h["hyp"] for h in hyps]
     assert texts[1] == texts[2]
+
+
+def test_batched_and_unbatched_give_the_same_texts(tmp_path, models):
+    ct2 = tmp_path / "ct2-int8"
+    export_ct2(models["babble"], ct2, quantization="int8")
+    rng = np.random.default_rng(0)
+    t = np.arange(int(1.5 * SR)) / SR
+    clips = {
+        "tone": 0.3 * np.sin(2 * np.pi * 220 * t[: int(1.2 * SR)]),
+        "noise": 0.3 * rng.standard_normal(int(0.8 * SR)),
+        "chirp": 0.3 * np.sin(2 * np.pi * (200 + 1000 * t) * t),
+        "quiet": 0.001 * rng.standard_normal(SR),
+    }
+    records = []
+    for name, audio in clips.items():
+        sf.write(tmp_path / f"{name}.wav", audio.astype(np.float32), SR, subtype="PCM_16")
+        records.append(make_record(name, str(tmp_path / f"{name}.wav"), name, len(audio) / SR))
+    manifest = tmp_path / "clips.jsonl"
+    write_jsonl(manifest, records)
+    texts = {}
+    for batch_size in (1, 4):
+        out = tmp_path / f"hyp{batch_size}.jsonl"
+        transcribe_manifest(ct2, manifest, out, beam_size=2, batch_size=batch_size, progress=False)
+        hyps = _hyps(out)
+        assert [h["id"] for h in hyps] == list(clips)
+        texts[batch_size] = [h["hyp"] for h in hyps]
+    assert len(set(texts[1])) > 1, "the babbling model should tell these clips apart"
+    assert texts[4] == texts[1]
 
 
 def test_transcribe_rejects_a_dir_that_is_no_export(tmp_path, manifest):

@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
 CHUNK_S = 30.0  # Whisper's window; longer clips are never batched
+MIN_BATCH_S = 0.01  # nor near-empty ones, which could not be told apart by start time
 CT2_FILES = ("model.bin", "config.json", "tokenizer.json", "preprocessor_config.json")
 
 # Shared by every faster-whisper decode in the workflow (export probe, evaluation, speed).
@@ -135,13 +136,23 @@ def _clip_bound(sample: int) -> float:
     return (sample + 0.5) / SAMPLE_RATE
 
 
+def _batchable(audio: np.ndarray) -> bool:
+    return MIN_BATCH_S * SAMPLE_RATE <= len(audio) < CHUNK_S * SAMPLE_RATE
+
+
 def decode_batch(
     pipeline, audios: list[np.ndarray], *, language: str, task: str, beam_size: int
 ) -> list[str]:
-    """Transcribe short utterances (< 30 s each) in one batched call; texts in input order."""
-    bounds, start = [], 0
+    """Transcribe short utterances (< 30 s each) in one batched call; texts in input order.
+
+    Each segment is matched to its clip by start time (the clip's offset in the concatenation),
+    so a change in how the pipeline orders or splits chunks fails loudly instead of shifting
+    hypotheses onto the wrong utterances.
+    """
+    bounds, offsets, start = [], [], 0
     for audio in audios:
         bounds.append({"start": _clip_bound(start), "end": _clip_bound(start + len(audio))})
+        offsets.append(start)
         start += len(audio)
     segments, _ = pipeline.transcribe(
         np.concatenate(audios),
@@ -153,10 +164,21 @@ def decode_batch(
         vad_filter=False,
         **DECODE_OPTIONS,
     )
-    texts = [segment.text.strip() for segment in segments]
-    if len(texts) != len(audios):  # one segment per clip is what makes the mapping sound
+    texts: list[str | None] = [None] * len(audios)
+    for segment in segments:  # start is rounded to 1 ms; clips are farther apart than that
+        i = int(np.argmin([abs(segment.start * SAMPLE_RATE - o) for o in offsets]))
+        if (
+            texts[i] is not None
+            or abs(segment.start * SAMPLE_RATE - offsets[i]) > SAMPLE_RATE / 500
+        ):
+            raise WhisperforgeError(
+                f"batched decoding returned an unexpected segment at {segment.start:.3f} s; "
+                "set eval.batch_size: 1"
+            )
+        texts[i] = segment.text.strip()
+    if None in texts:
         raise WhisperforgeError(
-            f"batched decoding returned {len(texts)} segments for {len(audios)} clips; "
+            f"batched decoding returned no segment for clip {texts.index(None)} of the batch; "
             "set eval.batch_size: 1"
         )
     return texts
@@ -248,7 +270,7 @@ def transcribe_manifest(
 
         for record in records:
             audio = load_audio(record["audio"]["path"], manifest)
-            if pipeline is not None and not vad_filter and len(audio) < CHUNK_S * SAMPLE_RATE:
+            if pipeline is not None and not vad_filter and _batchable(audio):
                 pending.append((record, audio))
                 if len(pending) == batch_size:
                     flush()

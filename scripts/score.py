@@ -1,0 +1,17 @@
+"""hyp.jsonl -> cer.json (corpus-level CER, normalized and raw) + per-utterance TSV."""
+
+from _step import run_step
+
+from whisperforge.score import write_scores
+
+
+def main(smk):
+    write_scores(
+        smk.input[0],
+        smk.output.cer,
+        smk.output.per_utt,
+        numerals_to_chinese=smk.params.numerals_to_chinese,
+    )
+
+
+run_step(snakemake, main)  # noqa: F821
