@@ -42,6 +42,10 @@ def run_step(smk: Any, main: Callable[[Any], None]) -> None:
         force=True,
     )
     try:
+        if getattr(smk.resources, "gpu", 0):
+            from whisperforge.gpu import claim_gpu
+
+            claim_gpu()
         main(smk)
     except WhisperforgeError as e:
         logging.getLogger(smk.rule).error("%s", e)
