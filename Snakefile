@@ -12,6 +12,15 @@ configfile: "config.yaml"
 
 
 include: "rules/common.smk"
+
+
+wildcard_constraints:
+    run="|".join(re.escape(r) for r in RUNS),
+    model="|".join(re.escape(m) for m in MODELS),
+    split="train|dev|test",
+    corpus="aishell|base_domain",
+
+
 include: "rules/data.smk"
 include: "rules/train.smk"
 include: "rules/export.smk"
@@ -22,6 +31,6 @@ report: "report/workflow.rst"
 
 
 rule all:
+    default_target: True
     input:
         all_targets(),
-    default_target: True

@@ -24,15 +24,8 @@ CT2_DIR = f"ct2-{config['export']['quantization']}"
 TINY_BASE = config["model"]["base"] == "tiny"
 
 
-wildcard_constraints:
-    run="|".join(re.escape(r) for r in RUNS),
-    model="|".join(re.escape(m) for m in MODELS),
-    split="train|dev|test",
-    corpus="aishell|base_domain",
-
-
 def source_digest(*modules):
-    """A digest of the stage modules a rule runs: Snakemake's code trigger sees only the script."""
+    """Digest of the stage modules a step runs (Snakemake's code trigger sees only scripts)."""
     digest = hashlib.sha256()
     for module in modules:
         digest.update((Path(workflow.basedir) / "whisperforge" / module).read_bytes())
@@ -56,7 +49,7 @@ def manifest(split):
 
 
 def hub_model_dir():
-    slug = config["model"]["base"].replace("/", "--")
+    slug = re.sub(r"[^\w.-]+", "--", config["model"]["base"])
     return f"resources/models/{slug}@{config['model']['revision'] or 'main'}"
 
 
@@ -83,9 +76,23 @@ def all_targets():
     targets = [
         "results/summary.md",
         "results/manifests/stats.json",
-        *expand("results/eval/{model}/{split}/cer.json", model=MODELS, split=EVAL_SPLITS),
+        *expand(
+            "results/eval/{model}/{split}/cer.json", model=MODELS, split=EVAL_SPLITS
+        ),
         *expand("results/eval/{run}/speed.json", run=RUNS),
         *expand("results/models/{run}/loss.png", run=RUNS),
         *expand("results/models/{model}/provenance.json", model=MODELS),
     ]
     return targets
+
+
+def manifest_params(required_splits):
+    data = config["data"]
+    return dict(
+        min_audio_s=data["min_audio_s"],
+        max_audio_s=data["max_audio_s"],
+        max_text_chars=data["max_text_chars"],
+        bad_wav=data["bad_wav"],
+        train_on_dev=data["train_on_dev"],
+        required_splits=required_splits,
+    )

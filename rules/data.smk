@@ -6,15 +6,15 @@ if not config["data"]["archive"] and not config["data"]["manifests"]:
     rule download_aishell:
         output:
             archive="resources/data_aishell.tgz",
-        params:
-            urls=config["data"]["urls"],
-            md5=config["data"]["md5"],
-            size=config["data"]["size"],
         log:
             "logs/data/download_aishell.log",
         retries: 2
         conda:
             "../envs/data.yaml"
+        params:
+            urls=config["data"]["urls"],
+            md5=config["data"]["md5"],
+            size=config["data"]["size"],
         script:
             "../scripts/download_aishell.py"
 
@@ -26,30 +26,18 @@ rule extract_aishell:
         wav_dir=directory("results/data/{corpus}/wav"),
         transcript="results/data/{corpus}/transcript.txt",
         index="results/data/{corpus}/wavs.tsv",
-    params:
-        md5=lambda wc: archive_checks(wc.corpus)["md5"],
-        size=lambda wc: archive_checks(wc.corpus)["size"],
-    threads: 8
     log:
         "logs/data/extract_{corpus}.log",
     benchmark:
         "benchmarks/out/extract_{corpus}.tsv"
     conda:
         "../envs/data.yaml"
+    threads: 8
+    params:
+        md5=lambda wc: archive_checks(wc.corpus)["md5"],
+        size=lambda wc: archive_checks(wc.corpus)["size"],
     script:
         "../scripts/extract_aishell.py"
-
-
-def manifest_params(required_splits):
-    data = config["data"]
-    return dict(
-        min_audio_s=data["min_audio_s"],
-        max_audio_s=data["max_audio_s"],
-        max_text_chars=data["max_text_chars"],
-        bad_wav=data["bad_wav"],
-        train_on_dev=data["train_on_dev"],
-        required_splits=required_splits,
-    )
 
 
 if config["data"]["manifests"]:
@@ -76,12 +64,12 @@ else:
         output:
             **{split: manifest(split) for split in SPLITS},
             stats="results/manifests/stats.json",
-        params:
-            **manifest_params(SPLITS),
         log:
             "logs/data/build_manifests.log",
         conda:
             "../envs/data.yaml"
+        params:
+            **manifest_params(SPLITS),
         script:
             "../scripts/build_manifests.py"
 
@@ -96,11 +84,11 @@ rule build_base_domain_manifests:
             for split in SPLITS
         },
         stats="results/data/base_domain/manifests/stats.json",
-    params:
-        **manifest_params(["train", "dev"]),
     log:
         "logs/data/build_base_domain_manifests.log",
     conda:
         "../envs/data.yaml"
+    params:
+        **manifest_params(["train", "dev"]),
     script:
         "../scripts/build_manifests.py"

@@ -7,6 +7,15 @@ rule transcribe:
         manifest=lambda wc: manifest(wc.split),
     output:
         "results/eval/{model}/{split}/hyp.jsonl",
+    log:
+        "logs/eval/transcribe_{model}_{split}.log",
+    benchmark:
+        "benchmarks/out/transcribe_{model}_{split}.tsv"
+    conda:
+        "../envs/evaluate.yaml"
+    threads: 2
+    resources:
+        gpu=1,
     params:
         language=config["eval"]["language"],
         task=config["eval"]["task"],
@@ -15,15 +24,6 @@ rule transcribe:
         compute_type=config["eval"]["compute_type"],
         vad_filter=config["eval"]["vad_filter"],
         code=source_digest("transcribe.py"),
-    threads: 2
-    resources:
-        gpu=1,
-    log:
-        "logs/eval/transcribe_{model}_{split}.log",
-    benchmark:
-        "benchmarks/out/transcribe_{model}_{split}.tsv"
-    conda:
-        "../envs/evaluate.yaml"
     script:
         "../scripts/transcribe.py"
 
@@ -40,13 +40,13 @@ rule score:
             labels={"model": "{model}", "split": "{split}"},
             caption="../report/per_utt.rst",
         ),
-    params:
-        numerals_to_chinese=config["eval"]["numerals_to_chinese"],
-        code=source_digest("score.py"),
     log:
         "logs/eval/score_{model}_{split}.log",
     conda:
         "../envs/evaluate.yaml"
+    params:
+        numerals_to_chinese=config["eval"]["numerals_to_chinese"],
+        code=source_digest("score.py"),
     script:
         "../scripts/score.py"
 
@@ -58,27 +58,29 @@ rule speed:
         manifest=manifest("test"),
     output:
         "results/eval/{run}/speed.json",
-    params:
-        language=config["eval"]["language"],
-        beam_size=config["eval"]["beam_size"],
-        compute_type=config["eval"]["compute_type"],
-        utterances=config["eval"]["speed_utterances"],
-    threads: 2
-    resources:
-        gpu=1,
     log:
         "logs/eval/speed_{run}.log",
     benchmark:
         "benchmarks/out/speed_{run}.tsv"
     conda:
         "../envs/evaluate.yaml"
+    threads: 2
+    resources:
+        gpu=1,
+    params:
+        language=config["eval"]["language"],
+        beam_size=config["eval"]["beam_size"],
+        compute_type=config["eval"]["compute_type"],
+        utterances=config["eval"]["speed_utterances"],
     script:
         "../scripts/speed.py"
 
 
 rule summarize:
     input:
-        cer=expand("results/eval/{model}/{split}/cer.json", model=MODELS, split=EVAL_SPLITS),
+        cer=expand(
+            "results/eval/{model}/{split}/cer.json", model=MODELS, split=EVAL_SPLITS
+        ),
         speed=expand("results/eval/{run}/speed.json", run=RUNS),
         states=expand("results/models/{run}/adapter", run=RUNS),
     output:
@@ -118,13 +120,13 @@ rule summarize:
             labels={"figure": "run settings"},
             caption="../report/runs.rst",
         ),
-    params:
-        models=MODELS,
-        runs={run: run_settings(config, run) for run in RUNS},
-        splits=EVAL_SPLITS,
     log:
         "logs/eval/summarize.log",
     conda:
         "../envs/evaluate.yaml"
+    params:
+        models=MODELS,
+        runs={run: run_settings(config, run) for run in RUNS},
+        splits=EVAL_SPLITS,
     script:
         "../scripts/summarize.py"

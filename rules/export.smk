@@ -7,15 +7,15 @@ rule export_ct2:
         probe=manifest("test"),
     output:
         directory(f"results/models/{{model}}/{CT2_DIR}"),
-    params:
-        quantization=config["export"]["quantization"],
-        code=source_digest("export.py"),
     log:
         "logs/export/export_ct2_{model}.log",
     benchmark:
         "benchmarks/out/export_ct2_{model}.tsv"
     conda:
         "../envs/export.yaml"
+    params:
+        quantization=config["export"]["quantization"],
+        code=source_digest("export.py"),
     script:
         "../scripts/export_ct2.py"
 
@@ -32,15 +32,15 @@ rule provenance:
             labels={"model": "{model}"},
             caption="../report/provenance.rst",
         ),
+    log:
+        "logs/export/provenance_{model}.log",
+    conda:
+        "../envs/export.yaml"
     params:
         archive_md5=config["data"]["md5"],
         base=config["model"]["base"],
         revision=config["model"]["revision"],
         settings=lambda wc: {} if wc.model == "base" else run_settings(config, wc.model),
         export=config["export"],
-    log:
-        "logs/export/provenance_{model}.log",
-    conda:
-        "../envs/export.yaml"
     script:
         "../scripts/provenance.py"

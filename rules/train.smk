@@ -6,6 +6,10 @@ if TINY_BASE:
     rule build_tiny_whisper:
         output:
             directory("results/models/base/init"),
+        log:
+            "logs/train/build_tiny_whisper.log",
+        conda:
+            "../envs/train.yaml"
         params:
             dims={
                 k: config["model"]["tiny"][k]
@@ -13,10 +17,6 @@ if TINY_BASE:
                 + ("attention_heads", "ffn_dim")
             },
             seed=config["model"]["tiny"]["pretrain"]["seed"],
-        log:
-            "logs/train/build_tiny_whisper.log",
-        conda:
-            "../envs/train.yaml"
         script:
             "../scripts/build_tiny_whisper.py"
 
@@ -29,19 +29,19 @@ if TINY_BASE:
             dev="results/data/base_domain/manifests/dev.jsonl",
         output:
             model=directory("results/models/base/hf"),
-        params:
-            settings={**config["model"]["tiny"]["pretrain"], "full_finetune": True},
-            checkpoints="results/checkpoints/base",
-            code=source_digest("train.py", "dataset.py"),
-        threads: 2
-        resources:
-            gpu=1,
         log:
             "logs/train/pretrain_base.log",
         benchmark:
             "benchmarks/out/pretrain_base.tsv"
         conda:
             "../envs/train.yaml"
+        threads: 2
+        resources:
+            gpu=1,
+        params:
+            settings={**config["model"]["tiny"]["pretrain"], "full_finetune": True},
+            checkpoints="results/checkpoints/base",
+            code=source_digest("train.py", "dataset.py"),
         script:
             "../scripts/finetune.py"
 
@@ -50,14 +50,14 @@ elif not Path(config["model"]["base"]).is_dir():
     rule fetch_base_model:
         output:
             directory(hub_model_dir()),
-        params:
-            repo_id=config["model"]["base"],
-            revision=config["model"]["revision"],
         log:
             "logs/train/fetch_base_model.log",
         retries: 2
         conda:
             "../envs/train.yaml"
+        params:
+            repo_id=config["model"]["base"],
+            revision=config["model"]["revision"],
         script:
             "../scripts/fetch_base_model.py"
 
@@ -75,21 +75,21 @@ rule finetune:
             labels={"run": "{run}", "figure": "loss curve"},
             caption="../report/loss.rst",
         ),
-    params:
-        settings=run_params,
-        # Intermediate checkpoints live outside the declared output, which Snakemake deletes
-        # when a job fails: a killed run resumes from them on the next call.
-        checkpoints="results/checkpoints/{run}",
-        code=source_digest("train.py", "dataset.py"),
-    threads: 4
-    resources:
-        gpu=1,
     log:
         "logs/train/finetune_{run}.log",
     benchmark:
         "benchmarks/out/finetune_{run}.tsv"
     conda:
         "../envs/train.yaml"
+    threads: 4
+    resources:
+        gpu=1,
+    params:
+        settings=run_params,
+        # Intermediate checkpoints live outside the declared output, which Snakemake deletes
+        # when a job fails: a killed run resumes from them on the next call.
+        checkpoints="results/checkpoints/{run}",
+        code=source_digest("train.py", "dataset.py"),
     script:
         "../scripts/finetune.py"
 
@@ -100,13 +100,13 @@ rule merge:
         adapter="results/models/{run}/adapter",
     output:
         directory("results/models/{run}/merged"),
-    params:
-        code=source_digest("merge.py"),
     log:
         "logs/train/merge_{run}.log",
     benchmark:
         "benchmarks/out/merge_{run}.tsv"
     conda:
         "../envs/train.yaml"
+    params:
+        code=source_digest("merge.py"),
     script:
         "../scripts/merge.py"
