@@ -21,11 +21,11 @@ pytestmark = pytest.mark.e2e
 FAST = {
     "model": {"tiny": {"pretrain": {"max_steps": 150, "eval_steps": 50, "save_steps": 50}}},
     "train": {"max_steps": 40, "eval_steps": 20, "save_steps": 20},
-    "runs": {"demo-lora": {}, "demo-lora-r8": {"lora": {"r": 8, "alpha": 16}}},
+    "runs": {"lora": {}, "lora-r8": {"lora": {"r": 8, "alpha": 16}}},
     "eval": {"speed_utterances": 3},
 }
 CONFIGS = ["config.yaml", "profiles/demo/demo.yaml", "fast.yaml"]
-RUNS = ["demo-lora", "demo-lora-r8"]
+RUNS = ["lora", "lora-r8"]
 
 
 def demo_args(*extra_configs: str) -> list[str]:
@@ -63,7 +63,7 @@ def test_demo_dag_builds_every_artifact(demo):
             assert (ct2 / name).is_file(), f"{ct2}/{name} missing"
         provenance = json.loads((demo / "results/models" / model / "provenance.json").read_text())
         assert provenance["manifests"], provenance
-    assert "demo-lora" in (demo / "results/summary.md").read_text()
+    assert "lora" in (demo / "results/summary.md").read_text()
 
 
 def test_manifests_match_the_archive_and_sox(demo):
@@ -110,7 +110,7 @@ def test_merged_model_equals_base_plus_adapter(demo):
     from transformers import WhisperForConditionalGeneration
 
     base_dir = demo / "results/models/base/hf"
-    run_dir = demo / "results/models/demo-lora"
+    run_dir = demo / "results/models/lora"
     merged = WhisperForConditionalGeneration.from_pretrained(run_dir / "merged").eval()
     adapted = PeftModel.from_pretrained(
         WhisperForConditionalGeneration.from_pretrained(base_dir), run_dir / "adapter/checkpoint-best"
@@ -132,7 +132,7 @@ def test_ct2_export_transcribes_like_the_merged_model(demo):
 
     from whisperforge.dataset import load_audio
 
-    run_dir = demo / "results/models/demo-lora"
+    run_dir = demo / "results/models/lora"
     processor = WhisperProcessor.from_pretrained(run_dir / "merged")
     hf = WhisperForConditionalGeneration.from_pretrained(run_dir / "merged").eval()
     ct2 = WhisperModel(str(run_dir / "ct2-float16"), device="cpu", compute_type="default")
@@ -169,15 +169,15 @@ def test_eval_param_change_reruns_only_evaluation(demo):
 
 
 def test_lora_param_change_reruns_that_run_only(demo):
-    change = overlay(demo, "lora.yaml", {"runs": {**FAST["runs"], "demo-lora": {"lora": {"r": 4}}}})
+    change = overlay(demo, "lora.yaml", {"runs": {**FAST["runs"], "lora": {"lora": {"r": 4}}}})
     proc = snakemake(demo, "-n", *demo_args(change))
     planned = jobs_planned(demo, *demo_args(change))
     assert planned.get("finetune") == 1 and planned.get("merge") == 1, planned
     assert planned.get("export_ct2") == 1, planned
     for rule in ("extract_aishell", "build_manifests", "pretrain_base", "build_tiny_whisper"):
         assert rule not in planned, planned
-    assert "run=demo-lora\n" in proc.stdout + "\n" or "run=demo-lora," in proc.stdout
-    assert "run=demo-lora-r8" not in proc.stdout
+    assert "run=lora\n" in proc.stdout + "\n" or "run=lora," in proc.stdout
+    assert "run=lora-r8" not in proc.stdout
 
 
 def test_data_archive_change_reruns_everything_downstream(demo):
