@@ -1,20 +1,17 @@
 """Convert the HF model to CTranslate2 and prove the export loads and decodes in faster-whisper."""
 
-import logging
-
 from _step import run_step
 
 from whisperforge.export import export_ct2
 
 
 def main(smk):
-    facts = export_ct2(
+    export_ct2(
         smk.input.model,
         smk.output[0],
         quantization=smk.params.quantization,
         probe_manifest=smk.input.probe,
     )
-    logging.getLogger("export_ct2").info("export facts: %s", facts)
 
 
 run_step(snakemake, main)  # noqa: F821

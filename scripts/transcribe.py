@@ -1,14 +1,12 @@
 """Decode a manifest with faster-whisper on the CTranslate2 export into hyp.jsonl."""
 
-import logging
-
 from _step import run_step
 
 from whisperforge.transcribe import transcribe_manifest
 
 
 def main(smk):
-    facts = transcribe_manifest(
+    transcribe_manifest(
         smk.input.model,
         smk.input.manifest,
         smk.output[0],
@@ -20,7 +18,6 @@ def main(smk):
         vad_filter=smk.params.vad_filter,
         threads=smk.threads,
     )
-    logging.getLogger("transcribe").info("decode facts: %s", facts)
 
 
 run_step(snakemake, main)  # noqa: F821

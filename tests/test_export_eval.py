@@ -176,13 +176,21 @@ def _hyps(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
-@pytest.mark.parametrize("batch_size", [1, 2])
+@pytest.mark.parametrize(
+    ("batch_size", "vad_filter"), [(1, False), (2, False), (1, True), (2, True)]
+)
 def test_transcribe_writes_one_line_per_utterance_in_order(
-    tmp_path, exported, manifest, batch_size
+    tmp_path, exported, manifest, batch_size, vad_filter
 ):
     out = tmp_path / "eval" / "hyp.jsonl"
     facts = transcribe_manifest(
-        exported[0], manifest, out, beam_size=1, batch_size=batch_size, progress=False
+        exported[0],
+        manifest,
+        out,
+        beam_size=1,
+        batch_size=batch_size,
+        vad_filter=vad_filter,
+        progress=False,
     )
     hyps = _hyps(out)
     records = read_manifest(manifest)

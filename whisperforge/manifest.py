@@ -82,6 +82,7 @@ def atomic_path(dest: str | Path, suffix: str = "") -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        tmp_path.chmod(0o644)  # mkstemp makes it owner-only; results are for the team to read
         os.replace(tmp_path, dest)
     finally:
         tmp_path.unlink(missing_ok=True)

@@ -4,7 +4,7 @@ Decoding settings are fixed for evaluation: one temperature (0.0, no fallback), 
 conditioning, no timestamps, no silence skipping. That makes every decode deterministic and makes
 the two decoding paths below produce the same text:
 
-* `batch_size == 1`: `WhisperModel.transcribe`, one utterance at a time.
+* `batch_size == 1`: `WhisperModel.transcribe`, one utterance at a time (VAD if asked).
 * `batch_size > 1` (and no VAD): `BatchedInferencePipeline` across *utterances*. The pipeline only
   batches the chunks of the one audio it is given, and without VAD a clip shorter than 30 s is a
   single chunk (a clip of 30 s or more raises "No clip timestamps found"), so calling it once per
@@ -118,14 +118,16 @@ def load_audio(path: str | Path, manifest: str | Path | None = None) -> np.ndarr
         raise WhisperforgeError(f"{where}cannot read audio {path} ({one_line(e)})") from e
 
 
-def decode_one(model, audio: np.ndarray, *, language: str, task: str, beam_size: int) -> str:
-    """Transcribe one utterance (unbatched, no VAD) into one string."""
+def decode_one(
+    model, audio: np.ndarray, *, language: str, task: str, beam_size: int, vad_filter: bool = False
+) -> str:
+    """Transcribe one utterance (unbatched) into one string."""
     segments, _ = model.transcribe(
         audio,
         language=language,
         task=task,
         beam_size=beam_size,
-        vad_filter=False,
+        vad_filter=vad_filter,
         **DECODE_OPTIONS,
     )
     return "".join(segment.text for segment in segments).strip()
@@ -280,7 +282,7 @@ def transcribe_manifest(
             if pipeline is not None and vad_filter:
                 text = _decode_vad(pipeline, audio, batch_size=batch_size, **opts)
             else:
-                text = decode_one(model, audio, **opts)
+                text = decode_one(model, audio, vad_filter=vad_filter, **opts)
             emit([(record, audio)], [text], time.perf_counter() - t0)
         flush()
     bar.close()
