@@ -48,7 +48,7 @@ def hf_decoder(merged: Path, beam: int, threads: int):
 
 
 def ct2_decoder(ct2_dir: Path, compute_type: str, beam: int, threads: int):
-    model = load_model(ct2_dir, compute_type, threads)
+    model, _, _ = load_model(ct2_dir, compute_type, threads)
     return lambda audio: decode_one(model, audio, language="zh", task="transcribe", beam_size=beam)
 
 

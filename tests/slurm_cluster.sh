@@ -208,8 +208,25 @@ start() {
   echo "export SLURM_CONF=$CONF"
 }
 
+cancel_jobs() {
+  # Jobs outlive slurmd (their slurmstepd keeps running): cancel them while slurmctld can.
+  alive slurmctld || return 0
+  local ids
+  ids=$(squeue --noheader --states=PENDING,RUNNING,CONFIGURING,COMPLETING,SUSPENDED --format=%i \
+    2>/dev/null || true)
+  [[ -n $ids ]] || return 0
+  # shellcheck disable=SC2086
+  scancel $ids 2>/dev/null || true
+  for _ in $(seq 30); do
+    [[ -z $(squeue --noheader --states=RUNNING,COMPLETING --format=%i 2>/dev/null) ]] && return 0
+    sleep 1
+  done
+  echo "slurm_cluster.sh: jobs still running after scancel: $ids" >&2
+}
+
 stop() {
   local pid
+  cancel_jobs
   for name in slurmd slurmctld munged; do
     if alive "$name"; then
       pid=$(<"$STATE/$name.pid")
