@@ -84,12 +84,18 @@ def test_manifests_match_the_archive_and_sox(demo):
     assert stats["skipped"]["no_transcript"] == 2  # the demo archive's two orphan wavs
 
 
+def train_losses(state_json: Path) -> list[float]:
+    return [e["loss"] for e in json.loads(state_json.read_text())["log_history"] if "loss" in e]
+
+
 def test_training_loss_goes_down(demo):
-    for state_dir in ["results/models/base/hf", *[f"results/models/{r}/adapter" for r in RUNS]]:
-        state = json.loads((demo / state_dir / "trainer_state.json").read_text())
-        losses = [e["loss"] for e in state["log_history"] if "loss" in e]
-        assert len(losses) >= 3, state_dir
-        assert losses[-1] < 0.7 * losses[0], (state_dir, losses)
+    pretrain = train_losses(demo / "results/models/base/hf/trainer_state.json")
+    assert pretrain[-1] < 0.05 * pretrain[0], pretrain  # from random init: ~10 -> well below 0.5
+    for run in RUNS:
+        # LoRA starts from a base that already knows the sentences (first logged loss ~0.2);
+        # adapting to the new voices must still cut it by a clear margin.
+        losses = train_losses(demo / f"results/models/{run}/adapter/trainer_state.json")
+        assert len(losses) >= 3 and losses[-1] < 0.8 * losses[0], (run, losses)
 
 
 def test_finetuned_model_beats_base_on_demo_train_split(demo):
