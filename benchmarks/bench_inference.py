@@ -21,10 +21,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from whisperforge.dataset import load_audio  # noqa: E402
-from whisperforge.manifest import read_manifest  # noqa: E402
-from whisperforge.score import normalize, score_pairs  # noqa: E402
-from whisperforge.transcribe import decode_one, load_model  # noqa: E402
+from whisperforge.dataset import load_audio
+from whisperforge.manifest import read_manifest
+from whisperforge.score import normalize, score_pairs
+from whisperforge.transcribe import decode_one, load_model
 
 
 def hf_decoder(merged: Path, beam: int, threads: int):
@@ -39,7 +39,10 @@ def hf_decoder(merged: Path, beam: int, threads: int):
         features = processor.feature_extractor(audio, sampling_rate=16000, return_tensors="pt")
         with torch.no_grad():
             ids = model.generate(
-                features.input_features, language="zh", task="transcribe", num_beams=beam,
+                features.input_features,
+                language="zh",
+                task="transcribe",
+                num_beams=beam,
                 max_new_tokens=120,
             )
         return processor.tokenizer.decode(ids[0], skip_special_tokens=True)
@@ -75,13 +78,18 @@ def main() -> None:
     audios = [load_audio(r["audio"]["path"]) for r in records]
     refs = [normalize(r["sentence"]) for r in records]
     audio_s = sum(len(a) for a in audios) / 16000
-    print(f"{len(records)} utterances, {audio_s:.1f} s of audio, beam {args.beam}, "
-          f"{args.threads} threads, {platform.processor() or platform.machine()}")
+    print(
+        f"{len(records)} utterances, {audio_s:.1f} s of audio, beam {args.beam}, "
+        f"{args.threads} threads, {platform.processor() or platform.machine()}"
+    )
 
     rows = {"transformers fp32": hf_decoder(merged, args.beam, args.threads)}
     with tempfile.TemporaryDirectory() as tmp:
-        for quantization, compute_type in [("float16", "default"), ("float32", "float32"),
-                                           ("int8", "int8")]:
+        for quantization, compute_type in [
+            ("float16", "default"),
+            ("float32", "float32"),
+            ("int8", "int8"),
+        ]:
             out = Path(tmp) / quantization
             ctranslate2.converters.TransformersConverter(
                 str(merged), copy_files=["tokenizer.json", "preprocessor_config.json"]
@@ -96,8 +104,10 @@ def main() -> None:
             results[name] = {"seconds": seconds, "rtf": seconds / audio_s, "cer": cer}
     base = results["transformers fp32"]["seconds"]
     for name, r in results.items():
-        print(f"{name:28s} {r['seconds']:7.2f} s  RTF {r['rtf']:.3f}  CER {100 * r['cer']:6.2f} %"
-              f"  {base / r['seconds']:5.2f}x transformers")
+        print(
+            f"{name:28s} {r['seconds']:7.2f} s  RTF {r['rtf']:.3f}  CER {100 * r['cer']:6.2f} %"
+            f"  {base / r['seconds']:5.2f}x transformers"
+        )
     print(json.dumps(results))
 
 

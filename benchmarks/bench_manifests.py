@@ -33,7 +33,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from whisperforge.aishell import build_manifests, extract_archive  # noqa: E402
+from whisperforge.aishell import build_manifests, extract_archive
 
 
 def _wav(seconds: float, rng: np.random.Generator) -> bytes:
@@ -99,8 +99,11 @@ def run_aishell_py(archive: Path, out: Path) -> None:
                 continue
             samples, rate = soundfile.read(wav)
             duration = round(len(samples) / rate, 2)
-            record = {"audio": {"path": str(wav)}, "sentence": transcript[wav.stem],
-                      "duration": duration}
+            record = {
+                "audio": {"path": str(wav)},
+                "sentence": transcript[wav.stem],
+                "duration": duration,
+            }
             f.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
@@ -126,8 +129,10 @@ def main() -> None:
         tmp = Path(tmp)
         archive = tmp / "data_aishell.tgz"
         make_archive(archive, args.utterances)
-        print(f"archive: {args.utterances} utterances, {archive.stat().st_size / 2**20:.0f} MiB; "
-              f"{os.cpu_count()} cores, python {platform.python_version()}")
+        print(
+            f"archive: {args.utterances} utterances, {archive.stat().st_size / 2**20:.0f} MiB; "
+            f"{os.cpu_count()} cores, python {platform.python_version()}"
+        )
         contenders = {
             "tar": lambda out: run_tar(archive, out, inner=True),
             "tar-outer": lambda out: run_tar(archive, out, inner=False),

@@ -18,7 +18,7 @@ def main(smk):
         dict(smk.params.settings),
         threads=smk.threads,
     )
-    if "loss_plot" in smk.output.keys():
+    if "loss_plot" in smk.output:
         from whisperforge.report import plot_loss
 
         plot_loss(out / "trainer_state.json", smk.output.loss_plot, f"{smk.wildcards.run}")

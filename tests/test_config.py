@@ -87,8 +87,15 @@ def test_snakemake_stops_before_any_job_on_a_bad_key(tmp_path: Path):
     workdir = copy_workflow(tmp_path / "wf")
     (workdir / "bad.yaml").write_text(yaml.safe_dump({"train": {"learning_rate": -1}}))
     proc = snakemake(
-        workdir, "-n", "--workflow-profile", "profiles/demo", "--configfile",
-        "config.yaml", "profiles/demo/demo.yaml", "bad.yaml", check=False,
+        workdir,
+        "-n",
+        "--workflow-profile",
+        "profiles/demo",
+        "--configfile",
+        "config.yaml",
+        "profiles/demo/demo.yaml",
+        "bad.yaml",
+        check=False,
     )
     assert proc.returncode != 0
     assert "config train.learning_rate: -1 is less than or equal to the minimum of 0" in (

@@ -66,9 +66,7 @@ def test_md5_mismatch_is_one_line_and_leaves_no_output(tmp_path):
     proc = snakemake(workdir, *data_args("bad.yaml"), check=False)
     assert proc.returncode != 0
     actual = md5sum(workdir / "demo/data_aishell.tgz")
-    expected_line = (
-        f"demo/data_aishell.tgz: md5 mismatch: expected {'0' * 32}, got {actual}"
-    )
+    expected_line = f"demo/data_aishell.tgz: md5 mismatch: expected {'0' * 32}, got {actual}"
     assert expected_line in proc.stderr, proc.stderr[-2000:]
     assert not (workdir / "results/data/aishell/wav").exists()
     assert not (workdir / "results/data/aishell/wavs.tsv").exists()

@@ -25,7 +25,9 @@ def claim(lock_dir, hold_s: float, env_extra: dict | None = None) -> subprocess.
     env.update(env_extra or {}, PYTHONPATH=str(ROOT))
     return subprocess.Popen(
         [sys.executable, "-c", CLAIM, str(lock_dir), str(hold_s)],
-        stdout=subprocess.PIPE, text=True, env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
     )
 
 

@@ -23,22 +23,35 @@ def test_killed_finetune_resumes_from_last_checkpoint(tmp_path: Path):
     base = build_tiny_whisper(tmp_path / "tiny-base")  # a local base model dir, used in place
     overlay = {
         "model": {"base": str(base), "revision": None, "tiny": None},
-        "train": {"max_steps": 8, "eval_steps": 2, "save_steps": 2, "logging_steps": 1,
-                  "save_total_limit": 5},
+        "train": {
+            "max_steps": 8,
+            "eval_steps": 2,
+            "save_steps": 2,
+            "logging_steps": 1,
+            "save_total_limit": 5,
+        },
         "runs": {RUN: {}},
     }
     (workdir / "resume.yaml").write_text(yaml.safe_dump(overlay))
     args = [
-        f"results/models/{RUN}/adapter", "--workflow-profile", "profiles/demo",
-        "--configfile", "config.yaml", "profiles/demo/demo.yaml", "resume.yaml",
+        f"results/models/{RUN}/adapter",
+        "--workflow-profile",
+        "profiles/demo",
+        "--configfile",
+        "config.yaml",
+        "profiles/demo/demo.yaml",
+        "resume.yaml",
     ]
     snakemake(workdir, *args, "--until", "build_manifests")
 
     checkpoints = workdir / "results/checkpoints" / RUN
     job = subprocess.Popen(
         [sys.executable, "-m", "snakemake", "--cores", "2", *args],
-        cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        cwd=workdir,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
     deadline = time.monotonic() + 300
     while not (checkpoints / "checkpoint-4").is_dir():
@@ -53,11 +66,13 @@ def test_killed_finetune_resumes_from_last_checkpoint(tmp_path: Path):
     snakemake(workdir, *args)
     log = (workdir / f"logs/train/finetune_{RUN}.log").read_text()
     assert "resuming from" in log and "checkpoint-" in log
-    summary = json.loads((workdir / f"results/models/{RUN}/adapter/training_summary.json").read_text())
+    summary = json.loads(
+        (workdir / f"results/models/{RUN}/adapter/training_summary.json").read_text()
+    )
     assert summary["resumed_from"] is not None
     resumed_step = int(Path(summary["resumed_from"]).name.split("-")[1])
     assert resumed_step >= 4
-    state = json.loads((workdir / f"results/models/{RUN}/adapter/trainer_state.json").read_text())
+    state = json.loads((adapter / "trainer_state.json").read_text())
     assert state["global_step"] == 8
     # The steps before the resume point come from the checkpoint, not from a second training.
     logged_steps = [e["step"] for e in state["log_history"] if "loss" in e]

@@ -31,8 +31,9 @@ SCRIPT = ROOT / "tests" / "slurm_cluster.sh"
 STATE = Path(os.environ.get("WHISPERFORGE_SLURM_DIR", "/tmp/whisperforge-slurm"))
 TARGET = "results/eval/base/test/cer.json"
 CHEAP = {
-    "model": {"tiny": {"pretrain": {"max_steps": 4, "eval_steps": 2, "save_steps": 2,
-                                    "logging_steps": 1}}},
+    "model": {
+        "tiny": {"pretrain": {"max_steps": 4, "eval_steps": 2, "save_steps": 2, "logging_steps": 1}}
+    },
     # A 4-step model babbles; batched decoding of its babble trips a check in
     # whisperforge.transcribe ("unexpected segment", seen 2026-11-25), unbatched does not.
     "eval": {"batch_size": 1},
@@ -55,8 +56,20 @@ def _env() -> dict[str, str]:
 
 
 def _snakemake(workdir: Path, *args: str) -> subprocess.Popen:
-    cmd = ["timeout", "-s", "INT", "-k", "60", str(RUN_LIMIT_S),
-           sys.executable, "-m", "snakemake", "--cores", "2", *args]
+    cmd = [
+        "timeout",
+        "-s",
+        "INT",
+        "-k",
+        "60",
+        str(RUN_LIMIT_S),
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--cores",
+        "2",
+        *args,
+    ]
     return subprocess.Popen(
         cmd, cwd=workdir, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -72,7 +85,10 @@ def _finish(proc: subprocess.Popen, what: str) -> str:
 
 def _scontrol_jobs() -> list[dict[str, str]]:
     out = subprocess.run(
-        ["scontrol", "show", "job", "--oneliner"], capture_output=True, text=True, env=_env(),
+        ["scontrol", "show", "job", "--oneliner"],
+        capture_output=True,
+        text=True,
+        env=_env(),
         check=True,
     ).stdout
     jobs = []
@@ -90,9 +106,10 @@ def _rule_of(comment: str) -> str:
 
 @pytest.fixture(scope="module")
 def cluster():
-    was_running = subprocess.run(
-        ["bash", str(SCRIPT), "status"], capture_output=True, env=_env()
-    ).returncode == 0
+    was_running = (
+        subprocess.run(["bash", str(SCRIPT), "status"], capture_output=True, env=_env()).returncode
+        == 0
+    )
     start = subprocess.run(
         ["bash", str(SCRIPT), "start"], capture_output=True, text=True, env=_env(), timeout=900
     )
@@ -116,10 +133,14 @@ def runs(cluster, tmp_path_factory):
     planned = jobs_planned(workdirs["local"], TARGET, *CONFIG_ARGS)
     t0 = time.monotonic()
     slurm = _snakemake(
-        workdirs["slurm"], TARGET, *CONFIG_ARGS,
-        "--workflow-profile", "profiles/slurm",
+        workdirs["slurm"],
+        TARGET,
+        *CONFIG_ARGS,
+        "--workflow-profile",
+        "profiles/slurm",
         # A one-node test cluster: check the queue often, keep every job's SLURM log to inspect.
-        "--slurm-init-seconds-before-status-checks", "2",
+        "--slurm-init-seconds-before-status-checks",
+        "2",
         "--slurm-keep-successful-logs",
     )
     local = _snakemake(workdirs["local"], TARGET, *CONFIG_ARGS)
@@ -153,8 +174,16 @@ def slurm_jobs(runs):
 
 
 def test_slurm_ran_every_job_of_the_slice(runs, slurm_jobs):
-    expected_rules = {"extract_aishell", "build_manifests", "build_base_domain_manifests",
-                      "build_tiny_whisper", "pretrain_base", "export_ct2", "transcribe", "score"}
+    expected_rules = {
+        "extract_aishell",
+        "build_manifests",
+        "build_base_domain_manifests",
+        "build_tiny_whisper",
+        "pretrain_base",
+        "export_ct2",
+        "transcribe",
+        "score",
+    }
     assert set(runs["planned"]) == expected_rules, runs["planned"]
     by_rule = collections.Counter(_rule_of(job["Comment"]) for job in slurm_jobs)
     assert dict(by_rule) == runs["planned"], (by_rule, runs["planned"])

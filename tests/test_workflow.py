@@ -78,7 +78,9 @@ def test_manifests_match_the_archive_and_sox(demo):
             assert record["language"] == "Chinese"
             soxi = subprocess.run(
                 ["soxi", "-D", str(demo / record["audio"]["path"])],
-                capture_output=True, text=True, check=True,
+                capture_output=True,
+                text=True,
+                check=True,
             )
             assert record["duration"] == pytest.approx(float(soxi.stdout), abs=0.006)
     assert stats["skipped"]["no_transcript"] == 2  # the demo archive's two orphan wavs
@@ -121,7 +123,8 @@ def test_merged_model_equals_base_plus_adapter(demo):
     run_dir = demo / "results/models/lora"
     merged = WhisperForConditionalGeneration.from_pretrained(run_dir / "merged").eval()
     adapted = PeftModel.from_pretrained(
-        WhisperForConditionalGeneration.from_pretrained(base_dir), run_dir / "adapter/checkpoint-best"
+        WhisperForConditionalGeneration.from_pretrained(base_dir),
+        run_dir / "adapter/checkpoint-best",
     ).eval()
     plain = WhisperForConditionalGeneration.from_pretrained(base_dir).eval()
     features = torch.randn(2, 80, 3000, generator=torch.Generator().manual_seed(0))
@@ -151,13 +154,21 @@ def test_ct2_export_transcribes_like_the_merged_model(demo):
         features = processor.feature_extractor(audio, sampling_rate=16000, return_tensors="pt")
         with torch.no_grad():
             ids = hf.generate(
-                features.input_features, language="zh", task="transcribe", num_beams=1,
+                features.input_features,
+                language="zh",
+                task="transcribe",
+                num_beams=1,
                 max_new_tokens=60,
             )
         hf_text = processor.tokenizer.decode(ids[0], skip_special_tokens=True).strip()
         segments, _ = ct2.transcribe(
-            audio, language="zh", beam_size=1, without_timestamps=True, temperature=0.0,
-            condition_on_previous_text=False, vad_filter=False,
+            audio,
+            language="zh",
+            beam_size=1,
+            without_timestamps=True,
+            temperature=0.0,
+            condition_on_previous_text=False,
+            vad_filter=False,
         )
         ct2_text = "".join(s.text for s in segments).strip()
         same += hf_text == ct2_text
@@ -215,4 +226,3 @@ def test_report_html_has_cer_table_and_plots(demo):
     html = (demo / "results/report.html").read_text(errors="replace")
     for needle in ("summary.md", "cer.png", "loss.png", "CER", "speed.tsv"):
         assert needle in html, needle
-

@@ -1,6 +1,6 @@
 """AISHELL-1: `data_aishell.tgz` -> extracted wavs + an index, then index + transcript -> manifests.
 
-Two steps, so that changing a filter (or touching the transcript) rebuilds only the cheap second one:
+Two steps, so that a filter change (or a transcript edit) rebuilds only the cheap second one:
 
 1. `extract_archive` streams the outer tgz once. Each speaker tar (`wav/SXXXX.tar.gz`)
    is handed to a thread pool and unpacked from memory (zlib releases the GIL, so the speaker tars
