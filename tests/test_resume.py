@@ -66,9 +66,8 @@ def test_killed_finetune_resumes_from_last_checkpoint(tmp_path: Path):
     snakemake(workdir, *args)
     log = (workdir / f"logs/train/finetune_{RUN}.log").read_text()
     assert "resuming from" in log and "checkpoint-" in log
-    summary = json.loads(
-        (workdir / f"results/models/{RUN}/adapter/training_summary.json").read_text()
-    )
+    adapter = workdir / f"results/models/{RUN}/adapter"
+    summary = json.loads((adapter / "training_summary.json").read_text())
     assert summary["resumed_from"] is not None
     resumed_step = int(Path(summary["resumed_from"]).name.split("-")[1])
     assert resumed_step >= 4
