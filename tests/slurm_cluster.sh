@@ -196,6 +196,11 @@ start() {
   export PATH=$PATH:/usr/sbin:/sbin
   install_packages
   mkdir -p "$STATE"
+  if ! alive slurmctld; then
+    # A fresh cluster each time: jobs recovered from a previous run's state could still hold the
+    # node's CPUs (their processes died with the old slurmd).
+    rm -rf "$STATE/ctld" "$STATE/spool"
+  fi
   if ! alive slurmctld || ! alive slurmd; then
     write_config
   fi
