@@ -158,7 +158,7 @@ start_munge() {
     alive munged || break
     sleep 0.2
   done
-  die "munged did not start; see $STATE/munged.log:"$'\n'"$(tail -5 "$STATE/munged.log" 2>&1)"
+  die "munged did not start; see $STATE/munged.log:"$'\n'"$(tail -n 5 "$STATE/munged.log" 2>&1)"
 }
 
 start_daemon() { # start_daemon NAME ARGS...: run NAME in the foreground, in the background
@@ -182,12 +182,12 @@ wait_for_node() {
     esac
     for daemon in slurmctld slurmd; do
       alive "$daemon" || die "$daemon exited during start-up; last lines of its log:"$'\n'"$(
-        tail -15 "$STATE/$daemon.log" "$STATE/$daemon.out" 2>&1)"
+        tail -n 15 "$STATE/$daemon.log" "$STATE/$daemon.out" 2>&1)"
     done
     sleep 1
   done
   die "node $NODE not idle after ${WAIT}s (sinfo state: '${state:-no answer}'); see" \
-    "$STATE/slurmctld.log and $STATE/slurmd.log:"$'\n'"$(tail -8 "$STATE/slurmctld.log" \
+    "$STATE/slurmctld.log and $STATE/slurmd.log:"$'\n'"$(tail -n 8 "$STATE/slurmctld.log" \
       "$STATE/slurmd.log" 2>&1)"
 }
 
@@ -200,6 +200,9 @@ start() {
     # A fresh cluster each time: jobs recovered from a previous run's state could still hold the
     # node's CPUs (their processes died with the old slurmd).
     rm -rf "$STATE/ctld" "$STATE/spool"
+    for log in slurmctld slurmd; do # job ids restart at 1: keep one generation of old logs
+      [[ -f $STATE/$log.log ]] && mv -f "$STATE/$log.log" "$STATE/$log.log.old"
+    done
   fi
   if ! alive slurmctld || ! alive slurmd; then
     write_config
@@ -240,7 +243,9 @@ stop() {
         kill -0 "$pid" 2>/dev/null || break
         sleep 0.2
       done
-      kill -0 "$pid" 2>/dev/null && kill -9 "$pid" 2>/dev/null || true
+      if kill -0 "$pid" 2>/dev/null; then
+        kill -9 "$pid" 2>/dev/null || true
+      fi
     fi
     rm -f "$STATE/$name.pid"
   done

@@ -1,0 +1,431 @@
+"""Subtitles (SRT, WebVTT, plain text) for your own recordings, from a CTranslate2 export.
+
+How a recording becomes cues:
+
+1. PyAV (through faster-whisper's `decode_audio`) decodes any wav/flac/mp3/m4a/mp4/mkv to 16 kHz
+   mono. An empty or undecodable file, or one with no speech, is a `WhisperforgeError` naming it.
+2. Silero VAD (shipped in the faster-whisper wheel) finds the speech, in chunks of at most
+   `max_segment_s` (`VadOptions.max_speech_duration_s`; a longer stretch of speech is cut at its
+   last pause, else hard). Without VAD the audio is cut into consecutive `max_segment_s` windows.
+3. `WhisperModel.transcribe` decodes those chunks as `clip_timestamps`, text only: each chunk
+   (shorter than Whisper's 30 s window) is one decoding window, and its cue spans exactly the
+   chunk. Cue times therefore come from the VAD, never from Whisper's timestamp tokens, which a
+   model fine-tuned without timestamps (`train.timestamps: false`, the default) has unlearned.
+   `condition_on_previous_text` (default off) carries each chunk's text into the next prompt.
+4. A cue longer than `max_line_chars` characters is split into several cues of balanced length,
+   preferably after punctuation, with the time split in proportion to the characters, or at the
+   words' own times when `word_timestamps` is on.
+
+Decoding is deterministic (temperature 0, no fallback, no no-speech skipping), so the same
+recording and model always give the same bytes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import re
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from whisperforge.errors import WhisperforgeError
+from whisperforge.manifest import atomic_path
+from whisperforge.report import best_run
+from whisperforge.transcribe import SAMPLE_RATE, load_model, one_line
+
+log = logging.getLogger(__name__)
+
+AUDIO_EXTENSIONS = ("wav", "flac", "mp3", "m4a", "mp4", "mkv")
+BEST = "best"
+SCRIPTS = {"simplified": "zh-hans", "traditional": "zh-hant"}  # script only, no regional words
+SILENCE_PEAK = 10 ** (-60 / 20)  # without VAD: a peak below -60 dBFS is a silent recording
+PUNCTUATION = set("，。！？；：、,.!?;:…")
+DEFAULTS: dict[str, Any] = {
+    "language": "zh",
+    "beam_size": 5,
+    "vad": True,
+    "max_segment_s": 6.0,
+    "max_line_chars": 20,
+    "word_timestamps": False,
+    "condition_on_previous_text": False,
+    "script": "simplified",
+    "vad_min_silence_ms": 500,
+    "vad_speech_pad_ms": 200,
+}
+
+
+@dataclass(frozen=True)
+class Word:
+    """One word (for Chinese: one character, punctuation attached) with its own times."""
+
+    start: float
+    end: float
+    text: str
+
+
+@dataclass(frozen=True)
+class Cue:
+    """One subtitle: times in seconds from the start of the recording, one line of text."""
+
+    start: float
+    end: float
+    text: str
+    words: tuple[Word, ...] = ()
+
+
+# --- audio and speech ---------------------------------------------------------------------------
+
+
+def read_audio(audio_path: str | Path) -> np.ndarray:
+    """16 kHz mono float32 samples of any file PyAV decodes; a WhisperforgeError otherwise."""
+    from faster_whisper import decode_audio
+
+    path = Path(audio_path)
+    if not path.is_file():
+        raise WhisperforgeError(f"{path}: recording not found")
+    if path.stat().st_size == 0:
+        raise WhisperforgeError(f"{path}: empty file (0 bytes), not a recording")
+    try:
+        audio = decode_audio(str(path), sampling_rate=SAMPLE_RATE)
+    except Exception as e:  # PyAV raises FFmpegError subclasses, IndexError (no audio stream), ...
+        raise WhisperforgeError(f"{path}: cannot decode audio ({one_line(e)})") from e
+    if audio.size == 0:
+        raise WhisperforgeError(f"{path}: no audio samples (no audio track?)")
+    return audio
+
+
+def speech_clips(
+    audio: np.ndarray,
+    *,
+    vad: bool = True,
+    max_segment_s: float = 6.0,
+    vad_min_silence_ms: int = 500,
+    vad_speech_pad_ms: int = 200,
+) -> list[tuple[float, float]]:
+    """(start, end) seconds of each stretch of speech, none longer than `max_segment_s`.
+
+    With `vad`, silero VAD's chunks (padded by `vad_speech_pad_ms`, split at pauses of at least
+    `vad_min_silence_ms` or when longer than `max_segment_s`); else consecutive windows.
+    """
+    total = len(audio) / SAMPLE_RATE
+    if not vad:
+        n = max(1, math.ceil(total / max_segment_s))
+        return [(i * max_segment_s, min(total, (i + 1) * max_segment_s)) for i in range(n)]
+    from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+    options = VadOptions(
+        max_speech_duration_s=max_segment_s,
+        min_silence_duration_ms=vad_min_silence_ms,
+        speech_pad_ms=vad_speech_pad_ms,
+    )
+    clips = []
+    for chunk in get_speech_timestamps(audio, options, sampling_rate=SAMPLE_RATE):
+        start, end = chunk["start"] / SAMPLE_RATE, chunk["end"] / SAMPLE_RATE
+        n = max(1, math.ceil((end - start) / max_segment_s - 1e-9))  # VAD keeps the bound
+        step = (end - start) / n
+        clips.extend((start + i * step, start + (i + 1) * step) for i in range(n))
+    return clips
+
+
+def _frame(seconds: float) -> int:
+    """The 10 ms feature frame faster-whisper seeks to for a clip bound."""
+    return round(seconds * 100)
+
+
+# --- decoding -----------------------------------------------------------------------------------
+
+
+def _converter(script: str | None):
+    """A text -> text function putting Chinese into the configured script (identity for None)."""
+    if script is None:
+        return lambda text: text
+    if script not in SCRIPTS:
+        raise WhisperforgeError(
+            f"config subtitles.script: {script!r} is not one of {', '.join(SCRIPTS)} or null"
+        )
+    import zhconv
+
+    return lambda text: zhconv.convert(text, SCRIPTS[script])
+
+
+def _decode_clips(model, audio: np.ndarray, clips: list[tuple[float, float]], opts: dict) -> list:
+    """faster-whisper segments of the clips, text only; only each clip's first window is kept.
+
+    With word timestamps faster-whisper seeks back to the last word's end and decodes the rest
+    of the clip again (usually a pad of silence, where models hallucinate): those later windows
+    are dropped, since the first window already saw the whole clip.
+    """
+    segments, _ = model.transcribe(
+        audio,
+        language=opts["language"],
+        task="transcribe",
+        beam_size=opts["beam_size"],
+        temperature=0.0,
+        condition_on_previous_text=opts["condition_on_previous_text"],
+        without_timestamps=True,
+        word_timestamps=opts["word_timestamps"],
+        no_speech_threshold=None,
+        vad_filter=False,
+        clip_timestamps=[t for clip in clips for t in clip],
+    )
+    first_frames = {_frame(start) for start, _ in clips}
+    return [s for s in segments if s.seek in first_frames]
+
+
+def _clip_index(seconds: float, clips: list[tuple[float, float]]) -> int:
+    """The clip a segment starting at `seconds` belongs to (the last one starting before it)."""
+    starts = np.array([start for start, _ in clips])
+    return max(0, int(np.searchsorted(starts, seconds + 0.015, side="right")) - 1)
+
+
+def _cues_from_segments(segments: list, clips: list[tuple[float, float]], convert) -> list[Cue]:
+    """One cue per clip that got text; spans the clip, text and words of its segments joined."""
+    texts: dict[int, list[str]] = {}
+    words: dict[int, list[Word]] = {}
+    for segment in segments:
+        i = _clip_index(segment.start, clips)
+        texts.setdefault(i, []).append(segment.text.strip())
+        words.setdefault(i, []).extend(
+            Word(w.start, w.end, convert(w.word)) for w in segment.words or ()
+        )
+    cues = []
+    for i in sorted(texts):
+        text = convert(" ".join(t for t in texts[i] if t).strip())
+        if text:
+            cues.append(Cue(clips[i][0], clips[i][1], text, tuple(words.get(i, ()))))
+    return cues
+
+
+def transcribe_to_cues(model, audio_path: str | Path, **opts: Any) -> list[Cue]:
+    """One cue per stretch of speech in the recording (before `split_long_cues`).
+
+    `opts` are `DEFAULTS`' keys. Raises a WhisperforgeError naming the file when it is empty,
+    cannot be decoded, holds no speech, or the model writes no text for it.
+    """
+    unknown = set(opts) - set(DEFAULTS)
+    if unknown:
+        raise TypeError(f"unknown subtitle options: {', '.join(sorted(unknown))}")
+    opts = {**DEFAULTS, **opts}
+    path = Path(audio_path)
+    audio = read_audio(path)
+    seconds = len(audio) / SAMPLE_RATE
+    if not opts["vad"] and float(np.abs(audio).max()) < SILENCE_PEAK:
+        raise WhisperforgeError(f"{path}: silent recording ({seconds:.1f} s below -60 dBFS)")
+    clips = speech_clips(
+        audio,
+        vad=opts["vad"],
+        max_segment_s=float(opts["max_segment_s"]),
+        vad_min_silence_ms=opts["vad_min_silence_ms"],
+        vad_speech_pad_ms=opts["vad_speech_pad_ms"],
+    )
+    if not clips:
+        raise WhisperforgeError(f"{path}: no speech found in {seconds:.1f} s of audio (silent?)")
+    segments = _decode_clips(model, audio, clips, opts)
+    cues = _cues_from_segments(segments, clips, _converter(opts["script"]))
+    if not cues:
+        raise WhisperforgeError(
+            f"{path}: the model wrote no text for {len(clips)} stretches of speech"
+        )
+    log.info("%s: %.1f s, %d speech clips, %d cues", path, seconds, len(clips), len(cues))
+    return cues
+
+
+# --- line splitting -----------------------------------------------------------------------------
+
+_UNIT = re.compile(r"[A-Za-z0-9][A-Za-z0-9'.%+-]*|\s+|.", re.S)
+
+
+def _units(cue: Cue) -> list[tuple[str, Word | None]]:
+    """What a line may break between: the cue's words, or latin words, spaces and characters."""
+    if cue.words and "".join(w.text for w in cue.words).strip():
+        return [(w.text, w) for w in cue.words]
+    return [(m.group(), None) for m in _UNIT.finditer(cue.text)]
+
+
+def _greedy_lines(units: list[str], width: int) -> list[list[int]]:
+    """Fill lines up to `width` characters; on overflow break after the line's last punctuation
+    when that leaves the line at least half full (and the carried rest fits the next line)."""
+    lines: list[list[int]] = [[]]
+
+    def length(indices: list[int]) -> int:
+        return len("".join(units[k] for k in indices).strip())
+
+    for i in range(len(units)):
+        line = lines[-1]
+        if line and length([*line, i]) > width:
+            cuts = [k for k in range(len(line)) if units[line[k]].strip()[-1:] in PUNCTUATION]
+            cut = cuts[-1] + 1 if cuts else len(line)
+            if cut < len(line) / 2 or length([*line[cut:], i]) > width:
+                cut = len(line)
+            lines[-1:] = [line[:cut], line[cut:]]
+        lines[-1].append(i)
+    return [line for line in lines if length(line)]
+
+
+def _break_lines(units: list[str], max_chars: int, n_lines: int) -> list[list[int]]:
+    """Indices of the units on each line: the narrowest balanced width that needs at most
+    `n_lines` lines, else `max_chars`-wide lines."""
+    total = len("".join(units).strip())
+    for width in range(max(1, math.ceil(total / n_lines)), max_chars + 1):
+        lines = _greedy_lines(units, width)
+        if len(lines) <= n_lines:
+            return lines
+    return _greedy_lines(units, max_chars)
+
+
+def _hard_split(text: str, max_chars: int) -> list[str]:
+    return [text[i : i + max_chars] for i in range(0, len(text), max_chars)] or [text]
+
+
+def _split_cue(cue: Cue, max_chars: int, max_segment_s: float | None) -> list[Cue]:
+    """`cue` as consecutive cues within both limits, covering exactly its time span."""
+    texts: list[str] = []
+    words: list[Word | None] = []
+    for unit, word in _units(cue):
+        for piece in _hard_split(unit, max_chars):
+            texts.append(piece)
+            words.append(word)
+    n_lines = math.ceil(len(cue.text.strip()) / max_chars)
+    if max_segment_s:
+        n_lines = max(n_lines, math.ceil((cue.end - cue.start) / max_segment_s - 1e-9))
+    n_lines = min(n_lines, sum(1 for t in texts if t.strip()))
+    if n_lines <= 1 and len(cue.text.strip()) <= max_chars:
+        return [cue]
+    lines = _break_lines(texts, max_chars, max(1, n_lines))
+    chars = sum(len(t) for t in texts)
+    bounds, done = [cue.start], 0
+    for line, following in itertools.pairwise(lines):
+        done += sum(len(texts[k]) for k in line)
+        word = words[following[0]]
+        at = word.start if word is not None else cue.start + (cue.end - cue.start) * done / chars
+        bounds.append(min(max(at, bounds[-1]), cue.end))
+    bounds.append(cue.end)
+    return [
+        Cue(bounds[j], bounds[j + 1], "".join(texts[k] for k in line).strip())
+        for j, line in enumerate(lines)
+    ]
+
+
+def split_long_cues(
+    cues: Sequence[Cue], max_line_chars: int = 20, max_segment_s: float | None = None
+) -> list[Cue]:
+    """Cues of at most `max_line_chars` characters (and `max_segment_s` seconds, if given).
+
+    A longer cue becomes consecutive cues of balanced length covering the same time span,
+    breaking after punctuation where that keeps lines at least half full; each new boundary is
+    the next word's start when the cue has word timestamps, else proportional to characters.
+    """
+    if max_line_chars < 1:
+        raise WhisperforgeError(f"config subtitles.max_line_chars: {max_line_chars} is below 1")
+    out: list[Cue] = []
+    for cue in cues:
+        out.extend(
+            replace(piece, words=())
+            for piece in _split_cue(cue, max_line_chars, max_segment_s)
+            if piece.text
+        )
+    return out
+
+
+# --- formats ------------------------------------------------------------------------------------
+
+
+def _timestamp(seconds: float, separator: str) -> str:
+    ms = max(0, round(seconds * 1000))
+    hours, ms = divmod(ms, 3_600_000)
+    minutes, ms = divmod(ms, 60_000)
+    secs, ms = divmod(ms, 1000)
+    return f"{hours:02d}:{minutes:02d}:{secs:02d}{separator}{ms:03d}"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def to_srt(cues: Sequence[Cue]) -> str:
+    """SubRip text: numbered cues, `HH:MM:SS,mmm --> HH:MM:SS,mmm`, a blank line after each."""
+    blocks = [
+        f"{i}\n{_timestamp(c.start, ',')} --> {_timestamp(c.end, ',')}\n{_one_line(c.text)}\n"
+        for i, c in enumerate(cues, 1)
+    ]
+    return "\n".join(blocks)
+
+
+def _vtt_escape(text: str) -> str:
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _one_line(text)
+
+
+def to_vtt(cues: Sequence[Cue]) -> str:
+    """WebVTT text: the `WEBVTT` header, then `HH:MM:SS.mmm --> HH:MM:SS.mmm` cues."""
+    blocks = [
+        f"{_timestamp(c.start, '.')} --> {_timestamp(c.end, '.')}\n{_vtt_escape(c.text)}\n"
+        for c in cues
+    ]
+    return "\n".join(["WEBVTT\n", *blocks])
+
+
+def to_txt(cues: Sequence[Cue]) -> str:
+    """A plain transcript: one line per cue (write_subtitles passes the unsplit cues)."""
+    return "".join(f"{_one_line(c.text)}\n" for c in cues)
+
+
+def _write_text(path: str | Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+# --- the workflow step ----------------------------------------------------------------------------
+
+
+def resolve_model(requested: str, cer_files: Mapping[tuple[str, str], Path]) -> str:
+    """The model a subtitle job uses: `requested`, or for "best" the run with the lowest test CER.
+
+    `cer_files` maps (model, split) to a cer.json, as for `whisperforge.report.best_run`.
+    """
+    if requested == BEST:
+        return best_run(cer_files, "test")
+    return requested
+
+
+def write_subtitles(
+    ct2_dir: str | Path,
+    audio_path: str | Path,
+    out_srt: str | Path,
+    out_vtt: str | Path,
+    out_txt: str | Path,
+    *,
+    compute_type: str = "auto",
+    threads: int = 2,
+    **opts: Any,
+) -> dict[str, Any]:
+    """Transcribe one recording; write .srt and .vtt (split cues), .txt (one line per stretch).
+
+    Nothing is written unless the whole recording was transcribed; each file is written
+    atomically. Returns facts for the log: cues, seconds of audio and of decoding, device.
+    """
+    opts = {**DEFAULTS, **opts}
+    t0 = time.perf_counter()
+    model, device, ctype = load_model(ct2_dir, compute_type, threads)
+    cues = transcribe_to_cues(model, audio_path, **opts)
+    lines = split_long_cues(cues, opts["max_line_chars"], float(opts["max_segment_s"]))
+    _write_text(out_srt, to_srt(lines))
+    _write_text(out_vtt, to_vtt(lines))
+    _write_text(out_txt, to_txt(cues))
+    facts = {
+        "audio": str(audio_path),
+        "model": str(ct2_dir),
+        "speech_segments": len(cues),
+        "cues": len(lines),
+        "seconds": round(time.perf_counter() - t0, 3),
+        "device": device,
+        "compute_type": ctype,
+    }
+    log.info("wrote %s, %s, %s: %s", out_srt, out_vtt, out_txt, facts)
+    return facts
