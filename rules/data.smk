@@ -9,6 +9,7 @@ if not config["data"]["archive"] and not config["data"]["manifests"]:
         log:
             "logs/data/download_aishell.log",
         retries: 2
+        localrule: True
         conda:
             "../envs/data.yaml"
         params:

@@ -53,6 +53,7 @@ elif not Path(config["model"]["base"]).is_dir():
         log:
             "logs/train/fetch_base_model.log",
         retries: 2
+        localrule: True
         conda:
             "../envs/train.yaml"
         params:

@@ -15,6 +15,9 @@ from typing import Any
 
 # The workflow's own package, importable also inside a `--sdm conda` env that does not install it.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# OpenMP threads (CTranslate2, torch) that spin while waiting slow everything down 5-15x when
+# jobs share cores, as parallel Snakemake jobs do; sleeping costs nothing measurable alone.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def _redirect_output_to(log_path: str) -> int:

@@ -3,8 +3,7 @@
 # (tests/test_slurm.py). Debian/Ubuntu, run as root; no systemd needed.
 #
 #   tests/slurm_cluster.sh start    # install slurm-wlm + munge if missing, start the daemons
-#   export SLURM_CONF=/tmp/whisperforge-slurm/slurm.conf   # (start prints this line)
-#   snakemake --workflow-profile profiles/slurm ...
+#   snakemake --workflow-profile profiles/slurm --cores "$(nproc)" ...   # (cores: see below)
 #   tests/slurm_cluster.sh status
 #   tests/slurm_cluster.sh stop
 #
@@ -20,6 +19,10 @@
 # gres.conf `File=/dev/null`, so jobs that ask for a GPU schedule on a GPU-less box.
 # MinJobAge is an hour: there is no slurmdbd (so no sacct), and the executor plugin's
 # `squeue` status command needs finished jobs to stay visible.
+#
+# A rule asks SLURM for `threads:` CPUs (extract_aishell: 8); on a box with fewer, pass --cores N
+# so Snakemake caps them, or sbatch refuses the job ("Requested node configuration is not
+# available").
 #
 # Knobs (environment): WHISPERFORGE_SLURM_DIR, WHISPERFORGE_SLURM_PORT (slurmctld; slurmd uses
 # the next port; default 6817), WHISPERFORGE_SLURM_WAIT (seconds to wait for the node, default 90).
@@ -49,8 +52,7 @@ alive() { # alive NAME: the daemon whose PID is recorded in $STATE/NAME.pid is r
 install_packages() {
   local missing=0
   for tool in munged slurmctld slurmd sinfo sbatch squeue scontrol; do
-    command -v "$tool" >/dev/null 2>&1 || PATH=$PATH:/usr/sbin command -v "$tool" >/dev/null 2>&1 \
-      || missing=1
+    command -v "$tool" >/dev/null 2>&1 || missing=1
   done
   ((missing)) || return 0
   [[ $(id -u) == 0 ]] || die "slurm-wlm/munge are not installed and this is not root: run" \

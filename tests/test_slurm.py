@@ -34,9 +34,6 @@ CHEAP = {
     "model": {
         "tiny": {"pretrain": {"max_steps": 4, "eval_steps": 2, "save_steps": 2, "logging_steps": 1}}
     },
-    # A 4-step model babbles; batched decoding of its babble trips a check in
-    # whisperforge.transcribe ("unexpected segment", seen 2026-11-25), unbatched does not.
-    "eval": {"batch_size": 1},
 }
 CONFIG_ARGS = ["--configfile", "config.yaml", "profiles/demo/demo.yaml", "cheap.yaml"]
 GPU_RULES = {"pretrain_base", "transcribe"}  # the rules of this slice with `resources: gpu=1`

@@ -18,10 +18,14 @@ How a recording becomes cues:
 
 Decoding is deterministic (temperature 0, no fallback, no no-speech skipping), so the same
 recording and model always give the same bytes.
+
+The audio stack (numpy, faster-whisper) is imported where it is used, so that
+rules/subtitles.smk can import the constants into a Snakemake without it (`--sdm conda`).
 """
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import logging
 import math
@@ -30,21 +34,30 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from whisperforge.errors import WhisperforgeError
 from whisperforge.manifest import atomic_path
 from whisperforge.report import best_run
-from whisperforge.transcribe import SAMPLE_RATE, load_model, one_line
+
+if TYPE_CHECKING:
+    import numpy as np
 
 log = logging.getLogger(__name__)
 
+SAMPLE_RATE = 16000
 AUDIO_EXTENSIONS = ("wav", "flac", "mp3", "m4a", "mp4", "mkv")
+# A recording's file name: no folder, one of AUDIO_EXTENSIONS in any case (a wildcard constraint).
+_ANY_CASE = [
+    "".join(f"[{c}{c.upper()}]" if c.isalpha() else c for c in x) for x in AUDIO_EXTENSIONS
+]
+RECORDING_NAME = r"[^/]+\.(?:" + "|".join(_ANY_CASE) + ")"
 BEST = "best"
 SCRIPTS = {"simplified": "zh-hans", "traditional": "zh-hant"}  # script only, no regional words
 SILENCE_PEAK = 10 ** (-60 / 20)  # without VAD: a peak below -60 dBFS is a silent recording
+# A cap on the tokens decoded per clip: Mandarin is ~5 characters a second and Whisper's BPE
+# needs at most ~2 tokens a character, so this bounds runaway repetition loops, nothing real.
+MAX_TOKENS_PER_S = 25
 PUNCTUATION = set("，。！？；：、,.!?;:…")
 DEFAULTS: dict[str, Any] = {
     "language": "zh",
@@ -79,12 +92,19 @@ class Cue:
     words: tuple[Word, ...] = ()
 
 
+def is_recording(name: str) -> bool:
+    """Whether a file name in the inputs folder gets subtitles (hidden files do not)."""
+    return not name.startswith(".") and re.fullmatch(RECORDING_NAME, name) is not None
+
+
 # --- audio and speech ---------------------------------------------------------------------------
 
 
 def read_audio(audio_path: str | Path) -> np.ndarray:
     """16 kHz mono float32 samples of any file PyAV decodes; a WhisperforgeError otherwise."""
     from faster_whisper import decode_audio
+
+    from whisperforge.transcribe import one_line
 
     path = Path(audio_path)
     if not path.is_file():
@@ -93,8 +113,11 @@ def read_audio(audio_path: str | Path) -> np.ndarray:
         raise WhisperforgeError(f"{path}: empty file (0 bytes), not a recording")
     try:
         audio = decode_audio(str(path), sampling_rate=SAMPLE_RATE)
-    except Exception as e:  # PyAV raises FFmpegError subclasses, IndexError (no audio stream), ...
-        raise WhisperforgeError(f"{path}: cannot decode audio ({one_line(e)})") from e
+    except IndexError as e:  # container.decode(audio=0) on a file without an audio stream
+        raise WhisperforgeError(f"{path}: no audio track") from e
+    except Exception as e:  # PyAV raises FFmpegError subclasses (also ValueError, OSError)
+        reason = getattr(e, "strerror", None) or one_line(e)  # FFmpeg's own words, if any
+        raise WhisperforgeError(f"{path}: cannot decode audio ({reason})") from e
     if audio.size == 0:
         raise WhisperforgeError(f"{path}: no audio samples (no audio track?)")
     return audio
@@ -171,6 +194,7 @@ def _decode_clips(model, audio: np.ndarray, clips: list[tuple[float, float]], op
         without_timestamps=True,
         word_timestamps=opts["word_timestamps"],
         no_speech_threshold=None,
+        max_new_tokens=math.ceil(MAX_TOKENS_PER_S * max(end - start for start, end in clips)),
         vad_filter=False,
         clip_timestamps=[t for clip in clips for t in clip],
     )
@@ -180,8 +204,8 @@ def _decode_clips(model, audio: np.ndarray, clips: list[tuple[float, float]], op
 
 def _clip_index(seconds: float, clips: list[tuple[float, float]]) -> int:
     """The clip a segment starting at `seconds` belongs to (the last one starting before it)."""
-    starts = np.array([start for start, _ in clips])
-    return max(0, int(np.searchsorted(starts, seconds + 0.015, side="right")) - 1)
+    starts = [start for start, _ in clips]
+    return max(0, bisect.bisect_right(starts, seconds + 0.015) - 1)
 
 
 def _cues_from_segments(segments: list, clips: list[tuple[float, float]], convert) -> list[Cue]:
@@ -215,7 +239,7 @@ def transcribe_to_cues(model, audio_path: str | Path, **opts: Any) -> list[Cue]:
     path = Path(audio_path)
     audio = read_audio(path)
     seconds = len(audio) / SAMPLE_RATE
-    if not opts["vad"] and float(np.abs(audio).max()) < SILENCE_PEAK:
+    if not opts["vad"] and float(abs(audio).max()) < SILENCE_PEAK:
         raise WhisperforgeError(f"{path}: silent recording ({seconds:.1f} s below -60 dBFS)")
     clips = speech_clips(
         audio,
@@ -250,7 +274,7 @@ def _units(cue: Cue) -> list[tuple[str, Word | None]]:
 
 def _greedy_lines(units: list[str], width: int) -> list[list[int]]:
     """Fill lines up to `width` characters; on overflow break after the line's last punctuation
-    when that leaves the line at least half full (and the carried rest fits the next line)."""
+    when that leaves the line at least a third full (and the carried rest fits the next line)."""
     lines: list[list[int]] = [[]]
 
     def length(indices: list[int]) -> int:
@@ -261,7 +285,7 @@ def _greedy_lines(units: list[str], width: int) -> list[list[int]]:
         if line and length([*line, i]) > width:
             cuts = [k for k in range(len(line)) if units[line[k]].strip()[-1:] in PUNCTUATION]
             cut = cuts[-1] + 1 if cuts else len(line)
-            if cut < len(line) / 2 or length([*line[cut:], i]) > width:
+            if cut < len(line) / 3 or length([*line[cut:], i]) > width:
                 cut = len(line)
             lines[-1:] = [line[:cut], line[cut:]]
         lines[-1].append(i)
@@ -318,7 +342,7 @@ def split_long_cues(
     """Cues of at most `max_line_chars` characters (and `max_segment_s` seconds, if given).
 
     A longer cue becomes consecutive cues of balanced length covering the same time span,
-    breaking after punctuation where that keeps lines at least half full; each new boundary is
+    breaking after punctuation where that keeps lines at least a third full; each new boundary is
     the next word's start when the cue has word timestamps, else proportional to characters.
     """
     if max_line_chars < 1:
@@ -410,6 +434,8 @@ def write_subtitles(
     Nothing is written unless the whole recording was transcribed; each file is written
     atomically. Returns facts for the log: cues, seconds of audio and of decoding, device.
     """
+    from whisperforge.transcribe import load_model
+
     opts = {**DEFAULTS, **opts}
     t0 = time.perf_counter()
     model, device, ctype = load_model(ct2_dir, compute_type, threads)

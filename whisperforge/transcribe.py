@@ -133,6 +133,10 @@ def decode_one(
     return "".join(segment.text for segment in segments).strip()
 
 
+class BatchMismatch(Exception):
+    """Batched segments could not be matched one-to-one with the batch's utterances."""
+
+
 def _clip_bound(sample: int) -> float:
     """A time in seconds that faster-whisper's `int(t * 16000)` maps back to exactly `sample`."""
     return (sample + 0.5) / SAMPLE_RATE
@@ -173,16 +177,10 @@ def decode_batch(
             texts[i] is not None
             or abs(segment.start * SAMPLE_RATE - offsets[i]) > SAMPLE_RATE / 500
         ):
-            raise WhisperforgeError(
-                f"batched decoding returned an unexpected segment at {segment.start:.3f} s; "
-                "set eval.batch_size: 1"
-            )
+            raise BatchMismatch(f"batched decoding returned a segment at {segment.start:.3f} s")
         texts[i] = segment.text.strip()
     if None in texts:
-        raise WhisperforgeError(
-            f"batched decoding returned no segment for clip {texts.index(None)} of the batch; "
-            "set eval.batch_size: 1"
-        )
+        raise BatchMismatch(f"batched decoding returned no segment for clip {texts.index(None)}")
     return texts
 
 
@@ -266,7 +264,14 @@ def transcribe_manifest(
         def flush() -> None:
             if pending:
                 t0 = time.perf_counter()
-                texts = decode_batch(pipeline, [audio for _, audio in pending], **opts)
+                audios = [audio for _, audio in pending]
+                try:
+                    texts = decode_batch(pipeline, audios, **opts)
+                except BatchMismatch as e:
+                    # A model that emits stray timestamp tokens can move segment starts; the
+                    # batch is then decoded clip by clip (same text, only slower).
+                    log.warning("%s: decoding this batch one utterance at a time", e)
+                    texts = [decode_one(model, audio, **opts) for audio in audios]
                 emit(pending, texts, time.perf_counter() - t0)
                 pending.clear()
 

@@ -1,0 +1,373 @@
+"""Subtitles for your own recordings: cue timing, formats, bad files, and the `subtitles` rule.
+
+The model here is a randomly initialised tiny Whisper (its text is noise), so these tests check
+what does not depend on the model: cue times come from the VAD, one cue per stretch of speech,
+valid SRT/WebVTT, the same cues from wav, mp3 and mp4, and one-line errors for bad files.
+Whether the text is right is `check_lecture_cer`, which tests/test_workflow.py runs on the demo's
+fine-tuned model.
+"""
+
+from __future__ import annotations
+
+import html
+import itertools
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import srt
+import webvtt
+import yaml
+from conftest import ROOT, copy_workflow, jobs_planned, snakemake
+
+from whisperforge.aishell import extract_archive, read_wav_index
+from whisperforge.errors import WhisperforgeError
+from whisperforge.subtitles import (
+    Cue,
+    Word,
+    resolve_model,
+    split_long_cues,
+    to_srt,
+    to_vtt,
+    transcribe_to_cues,
+    write_subtitles,
+)
+
+RATE = 16000
+GAPS = [1.5, 1.0, 3.0, 2.0, 1.2, 1.5]  # silence before, between and after the utterances (s)
+TIMING_TOLERANCE = 0.5  # s; the VAD pads speech by 0.2 s and the demo wavs carry 0.1 s each side
+FAST = {"beam_size": 1, "max_line_chars": 10_000}  # the random model's text is noise anyway
+
+
+def make_lecture(wavs: list[Path], out: Path, gaps: list[float]) -> list[tuple[float, float]]:
+    """Join 16 kHz mono wavs with silences (gaps[0] before, gaps[i] after wav i; cycled).
+
+    Writes `out` (PCM 16) and returns each wav's (start, end) in seconds in the lecture.
+    """
+    parts = [np.zeros(round(gaps[0] * RATE), np.float32)]
+    bounds, t = [], gaps[0]
+    for i, wav in enumerate(wavs):
+        audio, rate = sf.read(wav, dtype="float32")
+        assert rate == RATE and audio.ndim == 1, wav
+        gap = gaps[1 + i % (len(gaps) - 1)]
+        bounds.append((t, t + len(audio) / RATE))
+        parts += [audio, np.zeros(round(gap * RATE), np.float32)]
+        t += len(audio) / RATE + gap
+    sf.write(out, np.concatenate(parts), RATE, subtype="PCM_16")
+    return bounds
+
+
+def assert_cues_at(cues: list, bounds: list[tuple[float, float]], where: str = "") -> None:
+    """One cue per utterance, each starting and ending within TIMING_TOLERANCE of it."""
+    times = [(round(c.start, 2), round(c.end, 2)) for c in cues]
+    assert len(cues) == len(bounds), (where, times, bounds)
+    for (start, end), (b_start, b_end) in zip(times, bounds, strict=True):
+        assert abs(start - b_start) <= TIMING_TOLERANCE, (where, times, bounds)
+        assert abs(end - b_end) <= TIMING_TOLERANCE, (where, times, bounds)
+
+
+def check_lecture_cer(
+    ct2_dir: Path, workdir: Path, tmp_path: Path, *, margin: float = 0.15, beam_size: int = 5
+) -> dict:
+    """Subtitle a lecture of every train utterance of a workflow's manifest and check the text.
+
+    The lecture (~3 min for the demo) joins the utterances with 1-3 s silences. Its subtitles
+    must have one cue per utterance at the right times, and a CER (the workflow's scoring) at
+    most `margin` above the same model's CER on the same utterances decoded one by one, the way
+    evaluation does: cutting a long recording into cues must not cost accuracy. The bound is
+    relative because the demo models are toys whose absolute CER on their own training clips is
+    0.6-0.7. Measured with a tiny model LoRA-adapted to the demo voices, beam 5, 50 utterances:
+    0.687 one by one, 0.747 in the lecture (+0.06; every cue within 0.28 s). Returns the numbers.
+    """
+    from whisperforge.score import normalize, score_pairs
+    from whisperforge.transcribe import decode_one, load_audio, load_model
+
+    manifest = workdir / "results/manifests/train.jsonl"
+    records = [json.loads(line) for line in manifest.read_text().splitlines()]
+    wavs = [workdir / r["audio"]["path"] for r in records]
+    refs = [normalize(r["sentence"]) for r in records]
+    lecture = tmp_path / "lecture.wav"
+    bounds = make_lecture(wavs, lecture, [1.5, 1.0, 1.5, 2.0, 2.5, 3.0])
+
+    model, _, _ = load_model(ct2_dir, "auto", threads=1)
+    opts = {"language": "zh", "task": "transcribe", "beam_size": beam_size}
+    alone = [normalize(decode_one(model, load_audio(wav), **opts)) for wav in wavs]
+    cues = transcribe_to_cues(model, lecture, beam_size=beam_size)
+    assert_cues_at(cues, bounds, str(lecture))
+    in_lecture = [normalize(c.text) for c in cues]
+    facts = {
+        "utterances": len(records),
+        "lecture_s": round(bounds[-1][1] + 1.5, 1),
+        "cer_alone": score_pairs(refs, alone)["cer"],
+        "cer_lecture": score_pairs(refs, in_lecture)["cer"],
+        "max_timing_error_s": max(
+            max(abs(c.start - b[0]), abs(c.end - b[1])) for c, b in zip(cues, bounds, strict=True)
+        ),
+    }
+    assert facts["cer_lecture"] <= facts["cer_alone"] + margin, facts
+    return facts
+
+
+# --- fixtures -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_ct2(tmp_path_factory) -> Path:
+    """A randomly initialised tiny Whisper, exported the way export_ct2 does (float16)."""
+    from ctranslate2.converters import TransformersConverter
+
+    from whisperforge.export import COPY_FILES
+    from whisperforge.tinymodel import build_tiny_whisper
+
+    work = tmp_path_factory.mktemp("tiny")
+    build_tiny_whisper(work / "hf")  # seed 0: writes (noise) text for every clip of the lecture
+    TransformersConverter(str(work / "hf"), copy_files=list(COPY_FILES)).convert(
+        str(work / "ct2"), quantization="float16"
+    )
+    return work / "ct2"
+
+
+@pytest.fixture(scope="module")
+def model(tiny_ct2):
+    from whisperforge.transcribe import load_model
+
+    return load_model(tiny_ct2, "auto", threads=1)[0]  # the test machine may be shared
+
+
+@pytest.fixture(scope="module")
+def train_wavs(tmp_path_factory) -> list[Path]:
+    """The first train wav of each of 5 demo speakers, from the shipped archive."""
+    work = tmp_path_factory.mktemp("demo")
+    extract_archive(
+        ROOT / "demo/data_aishell.tgz",
+        work / "wav",
+        work / "transcript.txt",
+        work / "wavs.tsv",
+        threads=1,
+    )
+    first: dict[str, Path] = {}
+    for entry in read_wav_index(work / "wavs.tsv"):
+        if entry.split == "train":
+            first.setdefault(entry.speaker, Path(entry.path))
+    return [first[speaker] for speaker in sorted(first)[:5]]
+
+
+@pytest.fixture(scope="module")
+def lecture(tmp_path_factory, train_wavs) -> tuple[Path, list[tuple[float, float]]]:
+    out = tmp_path_factory.mktemp("lecture") / "lecture.wav"
+    return out, make_lecture(train_wavs, out, GAPS)
+
+
+@pytest.fixture(scope="module")
+def lecture_cues(model, lecture) -> list[Cue]:
+    return transcribe_to_cues(model, lecture[0], **FAST)
+
+
+def vtt_seconds(stamp: str) -> float:
+    hours, minutes, seconds = stamp.split(":")
+    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+
+
+def ffmpeg(*args: str) -> None:
+    subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", *args], check=True)
+
+
+# --- the lecture --------------------------------------------------------------------------------
+
+
+def test_lecture_has_one_cue_per_utterance_at_the_known_times(lecture, lecture_cues):
+    assert_cues_at(lecture_cues, lecture[1])
+
+
+def test_srt_and_vtt_parse_with_the_same_cues(tiny_ct2, lecture, tmp_path):
+    out = {ext: tmp_path / f"lecture.wav.{ext}" for ext in ("srt", "vtt", "txt")}
+    paths = (out["srt"], out["vtt"], out["txt"])
+    facts = write_subtitles(tiny_ct2, lecture[0], *paths, threads=1, **FAST)
+    assert facts["cues"] == facts["speech_segments"] == len(lecture[1])
+    parsed = list(srt.parse(out["srt"].read_text(encoding="utf-8")))
+    assert [c.index for c in parsed] == [1, 2, 3, 4, 5]
+    assert_cues_at(
+        [Cue(c.start.total_seconds(), c.end.total_seconds(), c.content) for c in parsed],
+        lecture[1],
+        "srt",
+    )
+    vtt = webvtt.read(str(out["vtt"]))
+    assert [(vtt_seconds(c.start), vtt_seconds(c.end)) for c in vtt] == [
+        (c.start.total_seconds(), c.end.total_seconds()) for c in parsed
+    ]
+    assert [html.unescape(c.text) for c in vtt] == [c.content for c in parsed]
+    assert out["txt"].read_text(encoding="utf-8").splitlines() == [c.content for c in parsed]
+    assert not list(tmp_path.glob(".*")), "no temporary files left behind"
+
+
+def test_long_cues_split_into_short_lines_within_their_span(lecture_cues):
+    lines = split_long_cues(lecture_cues, max_line_chars=20, max_segment_s=6)
+    assert len(lines) > len(lecture_cues)  # the random model writes long noise
+    for cue in lecture_cues:
+        inside = [c for c in lines if cue.start <= c.start and c.end <= cue.end]
+        assert inside[0].start == cue.start and inside[-1].end == cue.end
+        assert all(a.end == b.start for a, b in itertools.pairwise(inside))
+        assert "".join(c.text for c in inside).replace(" ", "") == cue.text.replace(" ", "")
+    assert all(len(c.text) <= 20 and c.end - c.start <= 6 for c in lines)
+
+
+def test_mp3_and_mp4_give_the_same_cues_as_wav(model, lecture, lecture_cues, tmp_path):
+    wav = lecture[0]
+    mp3, mp4 = tmp_path / "lecture.mp3", tmp_path / "lecture.mp4"
+    ffmpeg("-i", str(wav), "-c:a", "libmp3lame", "-b:a", "64k", str(mp3))
+    ffmpeg(
+        *("-f", "lavfi", "-i", "color=c=black:s=32x32:r=5", "-i", str(wav)),
+        *("-shortest", "-c:v", "mpeg4", "-c:a", "aac", "-b:a", "64k", str(mp4)),
+    )
+    for path in (mp3, mp4):
+        cues = transcribe_to_cues(model, path, **FAST)
+        assert len(cues) == len(lecture_cues), path
+        for got, want in zip(cues, lecture_cues, strict=True):
+            assert abs(got.start - want.start) <= 0.1, (path, got.start, want.start)
+            assert abs(got.end - want.end) <= 0.1, (path, got.end, want.end)
+
+
+# --- cues and formats without a model -------------------------------------------------------------
+
+
+def test_split_by_characters_and_by_words():
+    text = "今天我们讨论一下，中国经济的增长速度和房地产市场的未来走势"  # 29 characters
+    by_chars = split_long_cues([Cue(10.0, 16.0, text)], max_line_chars=20)
+    assert [c.text for c in by_chars] == [
+        "今天我们讨论一下，",
+        "中国经济的增长速度和房地产市场的未来走势",
+    ]
+    assert by_chars[0].end == pytest.approx(10.0 + 6.0 * 9 / 29)
+    words = tuple(Word(11.0 + 0.1 * i, 11.1 + 0.1 * i, ch) for i, ch in enumerate(text))
+    by_words = split_long_cues([Cue(10.0, 16.0, text, words)], max_line_chars=20)
+    assert [c.text for c in by_words] == [c.text for c in by_chars]
+    assert (by_words[0].start, by_words[0].end, by_words[1].end) == pytest.approx((10, 11.9, 16))
+    assert split_long_cues([Cue(0.0, 1.0, "短句")], max_line_chars=20) == [Cue(0.0, 1.0, "短句")]
+
+
+def test_formats_escape_and_count_hours():
+    cues = [Cue(3725.5, 3727.25, "a <b> & c"), Cue(3728.0, 3729.0, "第二\n行")]
+    text = to_srt(cues)
+    assert text.startswith("1\n01:02:05,500 --> 01:02:07,250\na <b> & c\n\n2\n")
+    assert [c.content for c in srt.parse(text)] == ["a <b> & c", "第二 行"]
+    vtt = to_vtt(cues)
+    assert "01:02:05.500 --> 01:02:07.250\na &lt;b&gt; &amp; c\n" in vtt
+    assert [html.unescape(c.text) for c in webvtt.from_string(vtt)] == ["a <b> & c", "第二 行"]
+
+
+def write_cer(path: Path, cer: float) -> Path:
+    """A cer.json with the keys the report reads (what rule score writes, trimmed)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    counts = {"substitutions": 0, "deletions": 0, "insertions": 0, "n_utts": 1}
+    path.write_text(json.dumps({"cer": cer, **counts}))
+    return path
+
+
+def test_resolve_model_picks_the_run_with_the_lowest_test_cer(tmp_path):
+    cer = {}
+    for model, split, value in [
+        ("base", "test", 0.05),  # never chosen: "best" means the best fine-tune
+        ("lora", "test", 0.30),
+        ("lora-r8", "test", 0.20),
+        ("lora", "dev", 0.01),
+    ]:
+        cer[(model, split)] = write_cer(tmp_path / f"{model}-{split}.json", value)
+    assert resolve_model("best", cer) == "lora-r8"
+    assert resolve_model("lora", cer) == "lora"
+
+
+# --- bad recordings -----------------------------------------------------------------------------
+
+
+def bad_recordings(folder: Path) -> dict[str, str]:
+    """name -> the message its WhisperforgeError must carry (after the file name)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "empty.wav").write_bytes(b"")
+    (folder / "notes.wav").write_text("not audio at all\n")
+    sf.write(folder / "silence.wav", np.zeros(5 * RATE, np.float32), RATE, subtype="PCM_16")
+    return {
+        "empty.wav": "empty file (0 bytes)",
+        "notes.wav": "cannot decode audio",
+        "silence.wav": "no speech found",
+    }
+
+
+def test_bad_recordings_raise_one_line_naming_the_file(model, tmp_path):
+    for name, message in bad_recordings(tmp_path).items():
+        with pytest.raises(WhisperforgeError) as error:
+            transcribe_to_cues(model, tmp_path / name, **FAST)
+        assert str(error.value).startswith(f"{tmp_path / name}: {message}"), error.value
+        assert "\n" not in str(error.value)
+    with pytest.raises(WhisperforgeError, match="silent recording"):
+        transcribe_to_cues(model, tmp_path / "silence.wav", vad=False, **FAST)
+
+
+# --- the rule -----------------------------------------------------------------------------------
+
+RUNS = ["lora", "lora-r8"]
+SUB_ARGS = [
+    *("--configfile", "config.yaml", "sub.yaml"),
+    *("--set-threads", "subtitles=1", "--allowed-rules", "subtitles"),
+]
+
+
+def targets(*names: str, model: str = "best") -> list[str]:
+    return [f"results/subtitles/{model}/{n}.{ext}" for n in names for ext in ("srt", "vtt", "txt")]
+
+
+@pytest.fixture(scope="module")
+def workflow(tmp_path_factory, tiny_ct2, train_wavs) -> Path:
+    """A workflow copy with two "trained" runs (exports + test CERs) and three recordings, one
+    bad, after `snakemake --keep-going` on their best-model subtitles. Only the subtitles rule is
+    allowed, so the exports and CERs are taken as they are."""
+    workdir = copy_workflow(tmp_path_factory.mktemp("wf"))
+    for run, cer in zip(RUNS, (0.3, 0.2), strict=True):
+        shutil.copytree(tiny_ct2, workdir / f"results/models/{run}/ct2-float16")
+        write_cer(workdir / f"results/eval/{run}/test/cer.json", cer)
+    inputs = workdir / "inputs"
+    inputs.mkdir()
+    (inputs / "bad.wav").write_text("not audio at all\n")
+    shutil.copy(train_wavs[0], inputs / "one.wav")
+    ffmpeg("-i", str(train_wavs[1]), "-c:a", "libmp3lame", str(inputs / "two.mp3"))
+    (inputs / "readme.txt").write_text("not a recording: no subtitles\n")
+    sub = {"runs": {run: {} for run in RUNS}, "subtitles": {"beam_size": 1}}
+    (workdir / "sub.yaml").write_text(yaml.safe_dump(sub))
+    proc = snakemake(
+        workdir, *targets("bad.wav", "one.wav", "two.mp3"), *SUB_ARGS, "--keep-going", check=False
+    )
+    workdir.joinpath("run.stderr").write_text(proc.stderr)
+    assert proc.returncode != 0, "the bad recording's job must fail"
+    return workdir
+
+
+def test_keep_going_builds_the_good_recordings(workflow):
+    for name in ("one.wav", "two.mp3"):
+        for path in targets(name):
+            assert (workflow / path).stat().st_size > 0, path
+        assert "model lora-r8" in (workflow / f"logs/subtitles/best/{name}.log").read_text()
+    stderr = (workflow / "run.stderr").read_text()
+    assert "whisperforge error in rule subtitles: inputs/bad.wav: cannot decode audio" in stderr
+    assert not any((workflow / path).exists() for path in targets("bad.wav"))
+
+
+def test_default_target_has_every_recording_and_nothing_else(workflow):
+    planned = jobs_planned(workflow, "--configfile", "config.yaml", "sub.yaml")
+    assert planned.get("subtitles") == 3, planned  # readme.txt is not a recording
+
+
+def test_new_recording_builds_alone_and_a_new_best_rebuilds_all(workflow, train_wavs):
+    everything = targets("bad.wav", "one.wav", "two.mp3", "three.wav")
+    shutil.copy(train_wavs[2], workflow / "inputs/three.wav")
+    try:
+        assert jobs_planned(workflow, *everything, *SUB_ARGS) == {"subtitles": 2}  # bad, three
+        write_cer(workflow / "results/eval/lora/test/cer.json", 0.1)  # lora is now the best
+        assert jobs_planned(workflow, *everything, *SUB_ARGS) == {"subtitles": 4}
+        assert jobs_planned(workflow, *targets("one.wav", model="lora-r8"), *SUB_ARGS) == {
+            "subtitles": 1
+        }
+    finally:
+        (workflow / "inputs/three.wav").unlink()
