@@ -25,6 +25,7 @@ include: "rules/data.smk"
 include: "rules/train.smk"
 include: "rules/export.smk"
 include: "rules/evaluate.smk"
+include: "rules/subtitles.smk"
 
 
 report: "report/workflow.rst"

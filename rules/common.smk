@@ -82,6 +82,7 @@ def all_targets():
         *expand("results/eval/{run}/speed.json", run=RUNS),
         *expand("results/models/{run}/loss.png", run=RUNS),
         *expand("results/models/{model}/provenance.json", model=MODELS),
+        *SUBTITLE_TARGETS,
     ]
     return targets
 

@@ -237,3 +237,11 @@ def test_report_html_has_cer_table_and_plots(demo):
     html = (demo / "results/report.html").read_text(errors="replace")
     for needle in ("summary.md", "cer.png", "loss.png", "CER", "speed.tsv"):
         assert needle in html, needle
+
+
+def test_subtitles_of_a_long_recording_read_like_evaluation(demo, tmp_path):
+    """A lecture of every train utterance joined by 1-3 s pauses: one cue per utterance at the
+    right times, and a CER at most 0.15 above decoding the same utterances one by one."""
+    from test_subtitles import check_lecture_cer
+
+    check_lecture_cer(demo / "results/models/lora/ct2-float16", demo, tmp_path)
