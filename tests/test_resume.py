@@ -63,6 +63,8 @@ def test_killed_finetune_resumes_from_last_checkpoint(tmp_path: Path):
     job.wait()
     assert not (workdir / f"results/models/{RUN}/adapter/trainer_state.json").exists()
 
+    # As after a real node loss: the dead run's lock is released, then the same command again.
+    snakemake(workdir, "--unlock", *args)
     snakemake(workdir, *args)
     log = (workdir / f"logs/train/finetune_{RUN}.log").read_text()
     assert "resuming from" in log and "checkpoint-" in log
