@@ -18,10 +18,11 @@ def main(smk):
         dict(smk.params.settings),
         threads=smk.threads,
     )
-    if "loss_plot" in smk.output:
+    loss_plot = getattr(smk.output, "loss_plot", None)  # finetune has one, pretrain_base not
+    if loss_plot:
         from whisperforge.report import plot_loss
 
-        plot_loss(out / "trainer_state.json", smk.output.loss_plot, f"{smk.wildcards.run}")
+        plot_loss(out / "trainer_state.json", loss_plot, smk.wildcards.run)
 
 
 run_step(snakemake, main)  # noqa: F821
