@@ -186,10 +186,14 @@ def test_slurm_ran_every_job_of_the_slice(runs, slurm_jobs):
     assert dict(by_rule) == runs["planned"], (by_rule, runs["planned"])
     assert {job["JobState"] for job in slurm_jobs} == {"COMPLETED"}, slurm_jobs
     assert {job["Partition"] for job in slurm_jobs} == {"main"}
-    # slurmctld itself allocated each of them on the node ...
+    # slurmctld itself started each of them on the node, from its main or backfill scheduler ...
     ctld_log = (STATE / "slurmctld.log").read_text(errors="replace")
     for job in slurm_jobs:
-        assert f"sched: Allocate JobId={job['JobId']} NodeList=localhost" in ctld_log, job
+        started = (
+            rf"sched: Allocate JobId={job['JobId']} NodeList=localhost\b"
+            rf"|sched/backfill: _start_job: Started JobId={job['JobId']} in \S+ on localhost\b"
+        )
+        assert re.search(started, ctld_log), job
     # ... and each wrote its SLURM log (kept with --slurm-keep-successful-logs) per rule.
     slurm_logs = runs["slurm"] / ".snakemake/slurm_logs"
     for job in slurm_jobs:
