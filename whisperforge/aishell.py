@@ -65,11 +65,14 @@ class WavEntry:
 # --------------------------------------------------------------------------- extraction
 
 
-def check_member_name(name: str, archive: str | Path) -> PurePosixPath:
-    """Refuse absolute paths and `..` (path traversal) in an archive member name."""
+def check_member(member: tarfile.TarInfo, archive: str | Path) -> PurePosixPath:
+    """Refuse links, absolute paths and `..` (path traversal) in an archive member."""
+    name = member.name
     path = PurePosixPath(name)
     if path.is_absolute() or ".." in path.parts or name.startswith("\\"):
         raise WhisperforgeError(f"{archive}: unsafe member path {name!r} (absolute or '..')")
+    if member.issym() or member.islnk():
+        raise WhisperforgeError(f"{archive}: link member {name!r} refused")
     return path
 
 
@@ -101,9 +104,7 @@ def extract_speaker_tar(data: bytes, name: str, archive: Path, wav_root: Path) -
     try:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
             for member in tar:
-                rel = check_member_name(member.name, where)
-                if member.issym() or member.islnk():
-                    raise WhisperforgeError(f"{where}: link member {member.name!r} refused")
+                rel = check_member(member, where)
                 if not member.isfile() or rel.suffix.lower() != ".wav":
                     continue
                 if len(rel.parts) < 3 or rel.parts[-3] not in SPLITS:
@@ -156,9 +157,7 @@ def extract_archive(
     try:
         with ThreadPoolExecutor(max_workers=threads) as pool:
             for member, outer in _iter_outer(archive):
-                path = check_member_name(member.name, archive)
-                if member.issym() or member.islnk():
-                    raise WhisperforgeError(f"{archive}: link member {member.name!r} refused")
+                path = check_member(member, archive)
                 if not member.isfile():
                     continue
                 if path.as_posix().endswith(TRANSCRIPT_MEMBER):

@@ -13,6 +13,7 @@ Relative audio paths are resolved against the working directory (the workflow ro
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -24,6 +25,21 @@ from typing import Any
 from whisperforge.errors import WhisperforgeError
 
 REQUIRED_FIELDS = ("audio", "sentence", "duration")
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks; a missing or unreadable file raises naming it."""
+    path = Path(path)
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+    except FileNotFoundError:
+        raise WhisperforgeError(f"{path}: not found") from None
+    except OSError as e:
+        raise WhisperforgeError(f"{path}: cannot read ({e})") from None
+    return digest.hexdigest()
 
 
 def make_record(

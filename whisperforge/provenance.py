@@ -9,7 +9,6 @@ inputs on the same machine gives the same file.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import platform
 import subprocess
@@ -17,8 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from whisperforge.errors import WhisperforgeError
-from whisperforge.manifest import write_json
+from whisperforge.manifest import sha256_file, write_json
 
 PACKAGES = (
     "torch",
@@ -32,22 +30,6 @@ PACKAGES = (
     "whisperforge",
 )
 CT2_MODEL_FILE = "model.bin"
-_CHUNK = 1 << 20
-
-
-def sha256_file(path: str | Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks; a missing file raises naming it."""
-    path = Path(path)
-    digest = hashlib.sha256()
-    try:
-        with path.open("rb") as f:
-            while chunk := f.read(_CHUNK):
-                digest.update(chunk)
-    except FileNotFoundError:
-        raise WhisperforgeError(f"{path}: not found (needed for provenance)") from None
-    except OSError as e:
-        raise WhisperforgeError(f"{path}: cannot read ({e})") from None
-    return digest.hexdigest()
 
 
 def package_versions(names: Sequence[str] = PACKAGES) -> dict[str, str | None]:

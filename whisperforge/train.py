@@ -8,7 +8,6 @@ starts over, so a resumed run never mixes two configurations.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -28,19 +27,11 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from whisperforge.dataset import Augment, SpeechCollator, SpeechDataset
 from whisperforge.errors import WhisperforgeError
-from whisperforge.manifest import read_manifest, write_json
+from whisperforge.manifest import read_manifest, sha256_file, write_json
 
 log = logging.getLogger(__name__)
 
 FINGERPRINT_FILE = "whisperforge-fingerprint.json"
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def fingerprint(settings: dict[str, Any], base_dir: Path, manifests: list[Path]) -> dict[str, Any]:
@@ -48,9 +39,9 @@ def fingerprint(settings: dict[str, Any], base_dir: Path, manifests: list[Path])
     weights = sorted(base_dir.glob("*.safetensors")) + sorted(base_dir.glob("*.bin"))
     return {
         "settings": settings,
-        "base_config": file_sha256(base_dir / "config.json"),
+        "base_config": sha256_file(base_dir / "config.json"),
         "base_weights": [[w.name, w.stat().st_size] for w in weights],
-        "manifests": [file_sha256(m) for m in manifests],
+        "manifests": [sha256_file(m) for m in manifests],
     }
 
 
