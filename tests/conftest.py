@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import shutil
 import subprocess
 import sys
@@ -126,7 +127,7 @@ def snakemake(workdir: Path, *args: str, check: bool = True, timeout: float = 18
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={**__import__("os").environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},
     )
     if check and proc.returncode != 0:
         raise AssertionError(
