@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,8 +16,10 @@ from whisperforge.errors import WhisperforgeError
 
 SAMPLE_RATE = 16000
 MAX_LABEL_TOKENS = 448  # Whisper's decoder positions
+FRAMES_PER_S = 100  # Whisper's log-mel hop: 10 ms
 # Log-mels are cached in memory when no augmentation changes the audio between epochs and the set
 # is small (a 30 s log-mel of 80 bins is ~1 MB): the demo's epochs then cost only the model.
+# A time shift is applied to the cached log-mel, so it keeps the cache.
 FEATURE_CACHE_MAX_ITEMS = 2000
 
 
@@ -33,7 +36,12 @@ def load_audio(path: str | Path) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Augment:
-    """Whisper-Finetune's augmentations: speed perturbation, volume, additive noise."""
+    """Whisper-Finetune's augmentations (speed perturbation, volume, additive noise) and a shift.
+
+    The shift delays the speech by up to `shift_max_s` of silence. Clips that all start the same
+    way (synthetic speech, or one recording setup) otherwise teach a small model where in the
+    window speech begins, and it then fails on clips cut elsewhere (a VAD's, for subtitles).
+    """
 
     speed_prob: float = 0.0
     speed_min: float = 0.9
@@ -44,10 +52,23 @@ class Augment:
     noise_dir: str | None = None
     snr_min: float = 10.0
     snr_max: float = 50.0
+    shift_prob: float = 0.0
+    shift_max_s: float = 0.5
+
+    @property
+    def changes_audio(self) -> bool:
+        """Whether a draw changes the samples (then log-mels cannot be cached)."""
+        return bool(self.speed_prob or self.volume_prob or (self.noise_prob and self.noise_dir))
 
     @property
     def active(self) -> bool:
-        return bool(self.speed_prob or self.volume_prob or (self.noise_prob and self.noise_dir))
+        return self.changes_audio or bool(self.shift_prob and self.shift_max_s > 0)
+
+    def shift_frames(self, rng: random.Random) -> int:
+        """How many 10 ms frames of silence to put before the speech (0: no shift this time)."""
+        if not self.shift_prob or rng.random() >= self.shift_prob:
+            return 0
+        return rng.randint(0, round(self.shift_max_s * FRAMES_PER_S))
 
     def apply(self, audio: np.ndarray, rng: random.Random) -> np.ndarray:
         if self.speed_prob and rng.random() < self.speed_prob:
@@ -80,13 +101,28 @@ def add_noise(audio: np.ndarray, noise_dir: str, snr_db: float, rng: random.Rand
     return audio + scale * noise
 
 
-def timestamp_text(record: dict[str, Any]) -> str:
-    """`<|0.00|>text<|2.30|>...` from the record's `sentences`, times rounded to 20 ms."""
+def shift_features(features: np.ndarray, frames: int) -> np.ndarray:
+    """The log-mel of the same audio after `frames` 10 ms frames of digital silence.
+
+    Whisper's extractor pads every clip with silence to 30 s and floors the log-mel 8 decades
+    below its peak, so silence is the smallest value of the array; the frames shifted out at the
+    end are that padding.
+    """
+    if frames <= 0:
+        return features
+    shifted = np.full_like(features, features.min())
+    shifted[:, frames:] = features[:, :-frames]
+    return shifted
+
+
+def timestamp_text(record: dict[str, Any], offset_s: float = 0.0) -> str:
+    """`<|0.00|>text<|2.30|>...` from the record's `sentences` (moved `offset_s` later), times
+    rounded to 20 ms."""
     parts = []
     for seg in record.get("sentences") or [
         {"start": 0, "end": record["duration"], "text": record["sentence"]}
     ]:
-        start, end = (round(float(seg[k]) / 0.02) * 0.02 for k in ("start", "end"))
+        start, end = (round((float(seg[k]) + offset_s) / 0.02) * 0.02 for k in ("start", "end"))
         parts.append(f"<|{start:.2f}|>{seg['text']}<|{end:.2f}|>")
     return "".join(parts)
 
@@ -109,15 +145,16 @@ class SpeechDataset(torch.utils.data.Dataset):
         self.augment = augment if augment is not None and augment.active else None
         self.seed = seed
         self.epoch_draws = 0
-        cacheable = self.augment is None and len(records) <= FEATURE_CACHE_MAX_ITEMS
-        self.feature_cache: dict[int, np.ndarray] | None = {} if cacheable else None
+        changes_audio = self.augment is not None and self.augment.changes_audio
+        cacheable = not changes_audio and len(records) <= FEATURE_CACHE_MAX_ITEMS
+        self.feature_cache: dict[int, tuple[np.ndarray, int]] | None = {} if cacheable else None
 
     def __len__(self) -> int:
         return len(self.records)
 
-    def labels(self, record: dict[str, Any]) -> list[int]:
+    def labels(self, record: dict[str, Any], offset_s: float = 0.0) -> list[int]:
         tokenizer = self.processor.tokenizer
-        text = timestamp_text(record) if self.timestamps else record["sentence"]
+        text = timestamp_text(record, offset_s) if self.timestamps else record["sentence"]
         ids = tokenizer(text).input_ids
         if len(ids) > MAX_LABEL_TOKENS:
             raise WhisperforgeError(
@@ -126,18 +163,39 @@ class SpeechDataset(torch.utils.data.Dataset):
             )
         return ids
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        record = self.records[index]
-        audio = load_audio(record["audio"]["path"])
-        if self.augment is not None:
-            self.epoch_draws += 1
-            audio = self.augment.apply(
-                audio, random.Random(hash((self.seed, index, self.epoch_draws)))
-            )
+    def log_mel(self, index: int, rng: random.Random | None) -> tuple[np.ndarray, int]:
+        """The record's log-mel (its audio augmented with `rng` if audio augmentations are on)
+        and how many of its frames hold the audio; the rest is padding."""
+        if self.feature_cache is not None and index in self.feature_cache:
+            return self.feature_cache[index]
+        audio = load_audio(self.records[index]["audio"]["path"])
+        if self.augment is not None and self.augment.changes_audio and rng is not None:
+            audio = self.augment.apply(audio, rng)
         features = self.processor.feature_extractor(
             audio, sampling_rate=SAMPLE_RATE, return_tensors="np"
         ).input_features[0]
-        return {"input_features": features, "labels": self.labels(record)}
+        audio_frames = math.ceil(len(audio) * FRAMES_PER_S / SAMPLE_RATE)
+        if self.feature_cache is not None:
+            self.feature_cache[index] = (features, audio_frames)
+        return features, audio_frames
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        record = self.records[index]
+        rng = None
+        if self.augment is not None:
+            # A fresh draw per visit, reproducible from the seed and the order of visits.
+            self.epoch_draws += 1
+            rng = random.Random(hash((self.seed, index, self.epoch_draws)))
+        features, audio_frames = self.log_mel(index, rng)
+        shift = 0
+        if rng is not None:
+            room = max(0, features.shape[-1] - audio_frames)  # never push audio out of the window
+            shift = min(self.augment.shift_frames(rng), room)
+            features = shift_features(features, shift)
+        return {
+            "input_features": features,
+            "labels": self.labels(record, shift / FRAMES_PER_S),
+        }
 
 
 @dataclass

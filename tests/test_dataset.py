@@ -1,0 +1,130 @@
+"""Training inputs: the log-mel cache, the time-shift augmentation, timestamp labels."""
+
+from __future__ import annotations
+
+import random
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from transformers import WhisperFeatureExtractor, WhisperProcessor
+
+from whisperforge import dataset
+from whisperforge.dataset import FRAMES_PER_S, Augment, SpeechDataset, shift_features
+from whisperforge.tinymodel import build_whisper_tokenizer
+
+RATE = 16000
+
+
+@pytest.fixture(scope="module")
+def processor() -> WhisperProcessor:
+    return WhisperProcessor(
+        feature_extractor=WhisperFeatureExtractor(feature_size=80),
+        tokenizer=build_whisper_tokenizer(),
+    )
+
+
+def speech_like(seconds: float, seed: int = 0) -> np.ndarray:
+    """Noise bursts with a pitch-like tone: energy that varies over time, like syllables."""
+    t = np.arange(round(seconds * RATE)) / RATE
+    envelope = 0.5 + 0.5 * np.sin(2 * np.pi * 3 * t)
+    noise = np.random.default_rng(seed).standard_normal(len(t)) * 0.05
+    return ((np.sin(2 * np.pi * 220 * t) * 0.3 + noise) * envelope).astype(np.float32)
+
+
+def record_of(path: Path, audio: np.ndarray, sentence: str = "今天天气很好") -> dict:
+    sf.write(path, audio, RATE, subtype="PCM_16")
+    duration = round(len(audio) / RATE, 2)
+    return {
+        "audio": {"path": str(path)},
+        "sentence": sentence,
+        "language": "Chinese",
+        "sentences": [{"start": 0, "end": duration, "text": sentence}],
+        "duration": duration,
+    }
+
+
+def log_mel(processor: WhisperProcessor, audio: np.ndarray) -> np.ndarray:
+    return processor.feature_extractor(
+        audio, sampling_rate=RATE, return_tensors="np"
+    ).input_features[0]
+
+
+def test_shifted_log_mel_is_the_log_mel_of_the_delayed_audio(processor):
+    audio = speech_like(2.0)
+    frames = 37
+    delayed = np.concatenate([np.zeros(frames * RATE // FRAMES_PER_S, np.float32), audio])
+    expected = log_mel(processor, delayed)
+    unshifted = log_mel(processor, audio)
+    shifted = shift_features(unshifted, frames)
+    # STFT frames straddling the onset differ (reflect padding vs zeros); the rest is equal.
+    inner = np.r_[frames + 2 : shifted.shape[1] - 2]
+    np.testing.assert_allclose(shifted[:, inner], expected[:, inner], atol=1e-4)
+    assert np.abs(unshifted - expected).mean() > 10 * np.abs(shifted - expected).mean()
+
+
+def test_log_mels_are_cached_without_audio_augmentation(processor, tmp_path, monkeypatch):
+    records = [record_of(tmp_path / f"{i}.wav", speech_like(1.0, seed=i)) for i in range(3)]
+    reads = []
+    real_load = dataset.load_audio
+    monkeypatch.setattr(dataset, "load_audio", lambda path: reads.append(path) or real_load(path))
+
+    shift_only = SpeechDataset(records, processor, augment=Augment(shift_prob=1.0), seed=1)
+    for _epoch in range(3):
+        for i in range(len(records)):
+            shift_only[i]
+    assert len(reads) == len(records)  # one read per clip, whatever the epochs and shifts
+
+    reads.clear()
+    speed = SpeechDataset(records, processor, augment=Augment(speed_prob=1.0), seed=1)
+    speed[0], speed[0]
+    assert len(reads) == 2  # a new speed per visit: nothing to cache
+
+
+def test_shift_delays_the_speech_by_the_drawn_frames(processor, tmp_path):
+    record = record_of(tmp_path / "a.wav", speech_like(1.5))
+    plain = SpeechDataset([record], processor)[0]["input_features"]
+    shifting = SpeechDataset(
+        [record], processor, augment=Augment(shift_prob=1.0, shift_max_s=0.5), seed=3
+    )
+    shifts = set()
+    for _ in range(20):
+        features = shifting[0]["input_features"]
+        # The shift is the offset at which the unshifted log-mel reappears.
+        matches = [k for k in range(51) if np.array_equal(features[:, k:], plain[:, : -k or None])]
+        assert len(matches) == 1, matches
+        shifts.add(matches[0])
+    assert len(shifts) > 5 and max(shifts) <= 50
+
+
+def test_timestamp_labels_move_with_the_shift(processor, tmp_path):
+    record = record_of(tmp_path / "a.wav", speech_like(1.5))
+    data = SpeechDataset(
+        [record], processor, timestamps=True, augment=Augment(shift_prob=1.0), seed=5
+    )
+    tokenizer = processor.tokenizer
+    for _ in range(10):
+        item = data[0]
+        text = tokenizer.decode(item["labels"], decode_with_timestamps=True)
+        start = float(re.findall(r"<\|(\d+\.\d+)\|>", text)[0])
+        leading = np.argmax(item["input_features"].max(axis=0) > item["input_features"].min())
+        assert abs(start - leading / FRAMES_PER_S) <= 0.03, (text, leading)
+
+
+def test_shift_never_pushes_audio_out_of_the_window(processor, tmp_path):
+    record = record_of(tmp_path / "long.wav", speech_like(29.9))
+    data = SpeechDataset([record], processor, augment=Augment(shift_prob=1.0, shift_max_s=2.0))
+    for _ in range(5):
+        features = data[0]["input_features"]
+        silent_lead = np.argmax(features.max(axis=0) > features.min())
+        assert silent_lead <= 10 + 1  # 30 s window - 29.9 s of audio = 10 frames of room
+
+
+def test_shift_draws_are_reproducible_from_the_seed():
+    augment = Augment(shift_prob=0.5, shift_max_s=0.3)
+    draws = [augment.shift_frames(random.Random(7)) for _ in range(3)]
+    assert len(set(draws)) == 1
+    spread = {augment.shift_frames(random.Random(seed)) for seed in range(200)}
+    assert 0 in spread and max(spread) == 30 and len(spread) > 10
