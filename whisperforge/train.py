@@ -188,6 +188,8 @@ def training_arguments(
         seed=settings["seed"],
         data_seed=settings["seed"],
         dataloader_num_workers=settings["dataloader_num_workers"],
+        # Workers that live across epochs keep their in-memory log-mel caches (dataset.py).
+        dataloader_persistent_workers=settings["dataloader_num_workers"] > 0,
         remove_unused_columns=False,
         label_names=["labels"],
         report_to=[],
