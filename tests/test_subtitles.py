@@ -27,6 +27,7 @@ from conftest import ROOT, copy_workflow, jobs_planned, snakemake
 from whisperforge.aishell import extract_archive, read_wav_index
 from whisperforge.errors import WhisperforgeError
 from whisperforge.subtitles import (
+    DEFAULTS,
     Cue,
     Word,
     resolve_model,
@@ -234,6 +235,32 @@ def test_mp3_and_mp4_give_the_same_cues_as_wav(model, lecture, lecture_cues, tmp
 
 
 # --- cues and formats without a model -------------------------------------------------------------
+
+
+def test_a_model_that_never_stops_is_cut_at_the_clip_token_budget(tmp_path, lecture):
+    """A babbling model (scaled random weights: never <|endoftext|>) decodes each clip up to
+    MAX_TOKENS_PER_S tokens a second of the longest clip, despite CTranslate2 ending decodes at
+    about half of what `max_new_tokens` asks."""
+    from ctranslate2.converters import TransformersConverter
+    from test_export_eval import _scale_weights
+
+    from whisperforge.export import COPY_FILES
+    from whisperforge.subtitles import MAX_TOKENS_PER_S, _decode_clips, read_audio, speech_clips
+    from whisperforge.tinymodel import build_tiny_whisper
+    from whisperforge.transcribe import load_model
+
+    _scale_weights(build_tiny_whisper(tmp_path / "hf"), 4.0)
+    TransformersConverter(str(tmp_path / "hf"), copy_files=list(COPY_FILES)).convert(
+        str(tmp_path / "ct2"), quantization="int8"
+    )
+    babbler = load_model(tmp_path / "ct2", "auto", threads=1)[0]
+    audio = read_audio(lecture[0])
+    clips = speech_clips(audio)
+    budget = MAX_TOKENS_PER_S * max(end - start for start, end in clips)
+    opts = {**DEFAULTS, "beam_size": 1}
+    tokens = [len(s.tokens) for s in _decode_clips(babbler, audio, clips, opts)]
+    assert len(tokens) == len(clips)
+    assert all(0.9 * budget <= n <= budget + 3 for n in tokens), (tokens, budget)
 
 
 def test_split_by_characters_and_by_words():

@@ -57,6 +57,7 @@ SILENCE_PEAK = 10 ** (-60 / 20)  # without VAD: a peak below -60 dBFS is a silen
 # A cap on the tokens decoded per clip: Mandarin is ~5 characters a second and Whisper's BPE
 # needs at most ~2 tokens a character, so this bounds runaway repetition loops, nothing real.
 MAX_TOKENS_PER_S = 25
+DECODER_POSITIONS = 448
 PUNCTUATION = set("，。！？；：、,.!?;:…")
 DEFAULTS: dict[str, Any] = {
     "language": "zh",
@@ -176,6 +177,19 @@ def _converter(script: str | None):
     return lambda text: zhconv.convert(text, SCRIPTS[script])
 
 
+def _token_request(longest_clip_s: float, with_previous_text: bool) -> int:
+    """`max_new_tokens` that lets a clip decode MAX_TOKENS_PER_S tokens a second.
+
+    CTranslate2 4.x ends a Whisper decode at about half of prompt + `max_new_tokens`
+    (OpenNMT/CTranslate2#1856; measured with 4.8.5: 20, 50, 100 -> 12, 27, 52 tokens), so the
+    request is twice the budget, kept within the decoder's positions: the prompt takes 4 of them,
+    and up to 224 more with the previous text.
+    """
+    prompt = 4 + (DECODER_POSITIONS // 2 if with_previous_text else 0)
+    budget = math.ceil(MAX_TOKENS_PER_S * longest_clip_s)
+    return min(2 * budget, DECODER_POSITIONS - prompt)
+
+
 def _decode_clips(model, audio: np.ndarray, clips: list[tuple[float, float]], opts: dict) -> list:
     """faster-whisper segments of the clips, text only; only each clip's first window is kept.
 
@@ -198,7 +212,9 @@ def _decode_clips(model, audio: np.ndarray, clips: list[tuple[float, float]], op
         # A stray pair of timestamp tokens would split the clip's text and send faster-whisper
         # back into the clip for the rest, which the filter below would then lose.
         suppress_tokens=[-1, *range(first_timestamp, tokenizer.get_vocab_size())],
-        max_new_tokens=math.ceil(MAX_TOKENS_PER_S * max(end - start for start, end in clips)),
+        max_new_tokens=_token_request(
+            max(end - start for start, end in clips), opts["condition_on_previous_text"]
+        ),
         vad_filter=False,
         clip_timestamps=[t for clip in clips for t in clip],
     )
