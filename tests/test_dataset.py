@@ -13,6 +13,7 @@ from transformers import WhisperFeatureExtractor, WhisperProcessor
 
 from whisperforge import dataset
 from whisperforge.dataset import FRAMES_PER_S, Augment, SpeechDataset, shift_features
+from whisperforge.errors import WhisperforgeError
 from whisperforge.tinymodel import build_whisper_tokenizer
 
 RATE = 16000
@@ -58,7 +59,7 @@ def test_shifted_log_mel_is_the_log_mel_of_the_delayed_audio(processor):
     delayed = np.concatenate([np.zeros(frames * RATE // FRAMES_PER_S, np.float32), audio])
     expected = log_mel(processor, delayed)
     unshifted = log_mel(processor, audio)
-    shifted = shift_features(unshifted, frames)
+    shifted = shift_features(unshifted, frames, len(audio) // 160 + 1)
     # STFT frames straddling the onset differ (reflect padding vs zeros); the rest is equal.
     inner = np.r_[frames + 2 : shifted.shape[1] - 2]
     np.testing.assert_allclose(shifted[:, inner], expected[:, inner], atol=1e-4)
@@ -128,3 +129,35 @@ def test_shift_draws_are_reproducible_from_the_seed():
     assert len(set(draws)) == 1
     spread = {augment.shift_frames(random.Random(seed)) for seed in range(200)}
     assert 0 in spread and max(spread) == 30 and len(spread) > 10
+
+
+def test_faster_whisper_padding_gives_the_engines_own_features(processor, tmp_path):
+    """With feature_padding faster-whisper, training sees what faster-whisper feeds the exported
+    model: its log-mel of the clip, then zeros to 30 s (transformers: the log-mel of silence)."""
+    from faster_whisper.feature_extractor import FeatureExtractor
+
+    audio = speech_like(2.345)
+    record = record_of(tmp_path / "a.wav", audio)
+    engine = FeatureExtractor(feature_size=80)(sf.read(tmp_path / "a.wav", dtype="float32")[0])
+    expected = np.zeros((80, 3000), np.float32)
+    expected[:, : engine.shape[1]] = engine
+    padded = SpeechDataset([record], processor, feature_padding="faster-whisper")[0]
+    np.testing.assert_allclose(padded["input_features"], expected, atol=1e-4)
+    plain = SpeechDataset([record], processor)[0]["input_features"]
+    assert np.abs(plain - expected).max() > 0.5  # the default differs: that is the point
+    shifted = SpeechDataset(
+        [record],
+        processor,
+        feature_padding="faster-whisper",
+        augment=Augment(shift_prob=1.0, shift_max_s=0.3),
+        seed=2,
+    )[0]["input_features"]
+    frames = engine.shape[1]
+    shift = np.flatnonzero(np.abs(shifted).max(axis=0) > 0)[-1] + 1 - frames
+    assert 0 < shift <= 30
+    np.testing.assert_allclose(shifted[:, shift : shift + frames], engine, atol=1e-4)
+
+
+def test_unknown_feature_padding_names_the_config_key(processor):
+    with pytest.raises(WhisperforgeError, match=r"train\.feature_padding"):
+        SpeechDataset([], processor, feature_padding="zeros")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,16 +100,24 @@ def add_noise(audio: np.ndarray, noise_dir: str, snr_db: float, rng: random.Rand
     return audio + scale * noise
 
 
-def shift_features(features: np.ndarray, frames: int) -> np.ndarray:
+# What fills the log-mel after the audio (config train.feature_padding). transformers pads the
+# audio with silence to 30 s; faster-whisper, which runs the exported model, pads the log-mel with
+# zeros. Whisper-Finetune trains with the former; a small model trained that way can loop forever
+# on the latter (the demo's did: 41 % CER in transformers, 275 % in faster-whisper).
+FEATURE_PADDINGS = ("transformers", "faster-whisper")
+
+
+def shift_features(features: np.ndarray, frames: int, audio_frames: int) -> np.ndarray:
     """The log-mel of the same audio after `frames` 10 ms frames of digital silence.
 
-    Whisper's extractor pads every clip with silence to 30 s and floors the log-mel 8 decades
-    below its peak, so silence is the smallest value of the array; the frames shifted out at the
-    end are that padding.
+    `audio_frames` is how many frames hold the audio: the rest is padding, and the frames shifted
+    out at the end must be padding. Silence is the log-mel's floor, 8 decades (2.0 after
+    Whisper's scaling by 1/4) below the audio's peak.
     """
     if frames <= 0:
         return features
-    shifted = np.full_like(features, features.min())
+    silence = float(features[:, :audio_frames].max()) - 2.0
+    shifted = np.full_like(features, silence)
     shifted[:, frames:] = features[:, :-frames]
     return shifted
 
@@ -138,7 +145,14 @@ class SpeechDataset(torch.utils.data.Dataset):
         timestamps: bool = False,
         augment: Augment | None = None,
         seed: int = 0,
+        feature_padding: str = "transformers",
     ) -> None:
+        if feature_padding not in FEATURE_PADDINGS:
+            raise WhisperforgeError(
+                f"config train.feature_padding: {feature_padding!r} is not one of "
+                f"{', '.join(FEATURE_PADDINGS)}"
+            )
+        self.feature_padding = feature_padding
         self.records = records
         self.processor = processor
         self.timestamps = timestamps
@@ -174,7 +188,9 @@ class SpeechDataset(torch.utils.data.Dataset):
         features = self.processor.feature_extractor(
             audio, sampling_rate=SAMPLE_RATE, return_tensors="np"
         ).input_features[0]
-        audio_frames = math.ceil(len(audio) * FRAMES_PER_S / SAMPLE_RATE)
+        audio_frames = len(audio) * FRAMES_PER_S // SAMPLE_RATE + 1  # as faster-whisper counts
+        if self.feature_padding == "faster-whisper":
+            features[:, audio_frames:] = 0.0
         if self.feature_cache is not None:
             self.feature_cache[index] = (features, audio_frames)
         return features, audio_frames
@@ -191,7 +207,7 @@ class SpeechDataset(torch.utils.data.Dataset):
         if rng is not None:
             room = max(0, features.shape[-1] - audio_frames)  # never push audio out of the window
             shift = min(self.augment.shift_frames(rng), room)
-            features = shift_features(features, shift)
+            features = shift_features(features, shift, audio_frames)
         return {
             "input_features": features,
             "labels": self.labels(record, shift / FRAMES_PER_S),

@@ -256,8 +256,14 @@ def finetune(
         timestamps=settings["timestamps"],
         augment=augment,
         seed=settings["seed"],
+        feature_padding=settings["feature_padding"],
     )
-    dev_set = SpeechDataset(dev_records, processor, timestamps=settings["timestamps"])
+    dev_set = SpeechDataset(
+        dev_records,
+        processor,
+        timestamps=settings["timestamps"],
+        feature_padding=settings["feature_padding"],
+    )
     resume = prepare_checkpoint_dir(
         checkpoints, fingerprint(settings, base_dir, [Path(train_manifest), Path(dev_manifest)])
     )
