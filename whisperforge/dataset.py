@@ -103,7 +103,8 @@ def add_noise(audio: np.ndarray, noise_dir: str, snr_db: float, rng: random.Rand
 # What fills the log-mel after the audio (config train.feature_padding). transformers pads the
 # audio with silence to 30 s; faster-whisper, which runs the exported model, pads the log-mel with
 # zeros. Whisper-Finetune trains with the former; a small model trained that way can loop forever
-# on the latter (the demo's did: 41 % CER in transformers, 275 % in faster-whisper).
+# on the latter (the demo's LoRA model: 41 % CER on its training clips in transformers, 566 %
+# through faster-whisper).
 FEATURE_PADDINGS = ("transformers", "faster-whisper")
 
 
