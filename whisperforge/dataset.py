@@ -184,7 +184,7 @@ class SpeechDataset(torch.utils.data.Dataset):
         if self.feature_cache is not None and index in self.feature_cache:
             return self.feature_cache[index]
         audio = load_audio(self.records[index]["audio"]["path"])
-        if self.augment is not None and self.augment.changes_audio and rng is not None:
+        if rng is not None and self.augment.changes_audio:  # rng: augmentation is on
             audio = self.augment.apply(audio, rng)
         features = self.processor.feature_extractor(
             audio, sampling_rate=SAMPLE_RATE, return_tensors="np"
