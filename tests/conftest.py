@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOW_FILES = [
@@ -27,6 +28,29 @@ WORKFLOW_FILES = [
     "demo",
     "whisperforge",
 ]
+
+
+RATE = 16000
+
+
+def speech_like(seconds: float, seed: int = 0) -> np.ndarray:
+    """Noise bursts with a pitch-like tone: energy that varies over time, like syllables."""
+    t = np.arange(round(seconds * RATE)) / RATE
+    envelope = 0.5 + 0.5 * np.sin(2 * np.pi * 3 * t)
+    noise = np.random.default_rng(seed).standard_normal(len(t)) * 0.05
+    return ((np.sin(2 * np.pi * 220 * t) * 0.3 + noise) * envelope).astype(np.float32)
+
+
+def record_of(path: Path, audio: np.ndarray, sentence: str = "今天天气很好") -> dict:
+    sf.write(path, audio, RATE, subtype="PCM_16")
+    duration = round(len(audio) / RATE, 2)
+    return {
+        "audio": {"path": str(path)},
+        "sentence": sentence,
+        "language": "Chinese",
+        "sentences": [{"start": 0, "end": duration, "text": sentence}],
+        "duration": duration,
+    }
 
 
 def wav_bytes(seconds: float, rate: int = 16000, channels: int = 1, width: int = 2) -> bytes:

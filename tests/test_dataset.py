@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import random
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import RATE, record_of, speech_like
 from transformers import WhisperFeatureExtractor, WhisperProcessor
 
 from whisperforge import dataset
 from whisperforge.dataset import FRAMES_PER_S, Augment, SpeechDataset, shift_features
 from whisperforge.errors import WhisperforgeError
 from whisperforge.tinymodel import build_whisper_tokenizer
-
-RATE = 16000
 
 
 @pytest.fixture(scope="module")
@@ -25,26 +23,6 @@ def processor() -> WhisperProcessor:
         feature_extractor=WhisperFeatureExtractor(feature_size=80),
         tokenizer=build_whisper_tokenizer(),
     )
-
-
-def speech_like(seconds: float, seed: int = 0) -> np.ndarray:
-    """Noise bursts with a pitch-like tone: energy that varies over time, like syllables."""
-    t = np.arange(round(seconds * RATE)) / RATE
-    envelope = 0.5 + 0.5 * np.sin(2 * np.pi * 3 * t)
-    noise = np.random.default_rng(seed).standard_normal(len(t)) * 0.05
-    return ((np.sin(2 * np.pi * 220 * t) * 0.3 + noise) * envelope).astype(np.float32)
-
-
-def record_of(path: Path, audio: np.ndarray, sentence: str = "今天天气很好") -> dict:
-    sf.write(path, audio, RATE, subtype="PCM_16")
-    duration = round(len(audio) / RATE, 2)
-    return {
-        "audio": {"path": str(path)},
-        "sentence": sentence,
-        "language": "Chinese",
-        "sentences": [{"start": 0, "end": duration, "text": sentence}],
-        "duration": duration,
-    }
 
 
 def log_mel(processor: WhisperProcessor, audio: np.ndarray) -> np.ndarray:

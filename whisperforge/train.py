@@ -22,6 +22,7 @@ from transformers import (
     TrainerCallback,
     WhisperForConditionalGeneration,
     WhisperProcessor,
+    set_seed,
 )
 from transformers.trainer_utils import get_last_checkpoint
 
@@ -244,6 +245,9 @@ def finetune(
         empty = train_manifest if not train_records else dev_manifest
         raise WhisperforgeError(f"{empty}: manifest has no utterances to train or validate on")
 
+    # Seed before the adapters exist: LoRA draws its A matrices from the global RNG, and the
+    # Trainer only seeds once it is built, after them.
+    set_seed(settings["seed"])
     processor, model = load_base(base_dir, settings)
     total_steps = optimizer_steps(len(train_records), settings)
     full = settings.get("full_finetune", False)
