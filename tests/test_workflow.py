@@ -1,8 +1,8 @@
 """End to end: the real rules on the shipped demo data, offline, on the CPU.
 
 One module-scoped run builds the whole DAG (tiny base pretrained in the DAG -> two LoRA runs ->
-merged -> CT2 -> eval -> summary) with shorter training than the demo profile; the tests then
-inspect what it built and what `snakemake -n` would redo after each kind of change.
+merged -> CT2 -> eval -> summary), the main run trained as the demo profile trains it; the tests
+then inspect what it built and what `snakemake -n` would redo after each kind of change.
 """
 
 from __future__ import annotations
@@ -19,11 +19,20 @@ from conftest import copy_workflow, jobs_planned, snakemake
 pytestmark = pytest.mark.e2e
 
 FAST = {
-    # The tiny base starts using the audio after ~200 steps (before that it only learns which
-    # sentences exist); 300 is the least that leaves a base model worth adapting.
-    "model": {"tiny": {"pretrain": {"max_steps": 300, "eval_steps": 100, "save_steps": 100}}},
-    "train": {"max_steps": 60, "eval_steps": 30, "save_steps": 30},
-    "runs": {"lora": {}, "lora-r8": {"lora": {"r": 8, "alpha": 16}}},
+    # The main run `lora` trains as the demo does (base pretrained 400 steps, LoRA 120 steps).
+    # With a 300-step base and 60-120 LoRA steps, whether LoRA beat the base by 20 % depended on
+    # the seed (train CER ratio 0.36-0.91); with the demo's settings it was 0.37-0.65 (3 seeds).
+    # `lora-r8` only has to exist and rebuild on its own, so it trains a few steps.
+    "runs": {
+        "lora": {},
+        "lora-r8": {
+            "lora": {"r": 8, "alpha": 16},
+            "max_steps": 20,
+            "eval_steps": 10,
+            "save_steps": 10,
+            "logging_steps": 5,
+        },
+    },
     "eval": {"speed_utterances": 3},
 }
 CONFIGS = ["config.yaml", "profiles/demo/demo.yaml", "fast.yaml"]
@@ -100,16 +109,16 @@ def train_losses(state_json: Path) -> list[float]:
 def test_training_loss_goes_down(demo):
     pretrain = train_losses(demo / "results/models/base/hf/trainer_state.json")
     assert pretrain[-1] < 0.05 * pretrain[0], pretrain  # from random init: ~10 -> well below 0.5
-    for run in RUNS:
-        # LoRA starts from a base that already knows the sentences (first logged loss ~0.2);
-        # adapting to the new voices must still cut it by a clear margin.
-        losses = train_losses(demo / f"results/models/{run}/adapter/trainer_state.json")
-        assert len(losses) >= 3 and losses[-1] < 0.8 * losses[0], (run, losses)
+    # LoRA starts from a base that already knows the sentences (first logged loss ~0.2);
+    # adapting to the new voices must still cut it by a clear margin (measured: to 0.17-0.30x).
+    losses = train_losses(demo / "results/models/lora/adapter/trainer_state.json")
+    assert len(losses) >= 6 and losses[-1] < 0.6 * losses[0], losses
+    short_run = train_losses(demo / "results/models/lora-r8/adapter/trainer_state.json")
+    assert len(short_run) == 4, short_run  # logged every 5 of its 20 steps
 
 
 def test_finetuned_model_beats_base_on_demo_train_split(demo):
-    # The demo's main run (r 16). The r 8 run is there to prove runs rebuild independently; at
-    # 60 steps it tends to loop on repeated characters, which CER counts as insertions.
+    # The demo's main run (r 16); the short r 8 run is there to prove runs rebuild independently.
     base = json.loads((demo / "results/eval/base/train/cer.json").read_text())["cer"]
     tuned = json.loads((demo / "results/eval/lora/train/cer.json").read_text())["cer"]
     assert tuned < 0.8 * base, (tuned, base)
