@@ -12,7 +12,13 @@ from conftest import RATE, record_of, speech_like
 from transformers import WhisperFeatureExtractor, WhisperProcessor
 
 from whisperforge import dataset
-from whisperforge.dataset import FRAMES_PER_S, Augment, SpeechDataset, shift_features
+from whisperforge.dataset import (
+    FRAMES_PER_S,
+    Augment,
+    SpeechDataset,
+    audio_frames,
+    shift_features,
+)
 from whisperforge.errors import WhisperforgeError
 from whisperforge.tinymodel import build_whisper_tokenizer
 
@@ -37,7 +43,7 @@ def test_shifted_log_mel_is_the_log_mel_of_the_delayed_audio(processor):
     delayed = np.concatenate([np.zeros(frames * RATE // FRAMES_PER_S, np.float32), audio])
     expected = log_mel(processor, delayed)
     unshifted = log_mel(processor, audio)
-    shifted = shift_features(unshifted, frames, len(audio) // 160 + 1)
+    shifted = shift_features(unshifted, frames, audio_frames(len(audio)))
     # STFT frames straddling the onset differ (reflect padding vs zeros); the rest is equal.
     inner = np.r_[frames + 2 : shifted.shape[1] - 2]
     np.testing.assert_allclose(shifted[:, inner], expected[:, inner], atol=1e-4)

@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 from whisperforge.config import run_settings
 from whisperforge.manifest import write_jsonl
 from whisperforge.tinymodel import build_tiny_whisper
+from whisperforge.train import finetune
 
 SENTENCES = ["今天天气很好", "我们明天开会", "经济增长很快", "北京是首都"]
 
@@ -30,8 +31,6 @@ def inputs(tmp_path_factory) -> tuple[Path, Path, Path]:
 
 
 def adapter_after_two_steps(inputs, out: Path, seed: int) -> dict:
-    from whisperforge.train import finetune
-
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
     settings = run_settings(config, "lora")
     settings.update(

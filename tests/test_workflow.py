@@ -166,19 +166,19 @@ def test_ct2_export_transcribes_like_the_merged_model(demo):
     from faster_whisper import WhisperModel
     from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
-    from whisperforge.dataset import load_audio
+    from whisperforge.dataset import audio_frames, load_audio
 
     run_dir = demo / "results/models/lora"
     processor = WhisperProcessor.from_pretrained(run_dir / "merged")
     hf = WhisperForConditionalGeneration.from_pretrained(run_dir / "merged").eval()
     ct2 = WhisperModel(str(run_dir / "ct2-float16"), device="cpu", compute_type="default")
-    hop = processor.feature_extractor.hop_length
     for record in read_jsonl(demo / "results/manifests/train.jsonl")[:6]:
         audio = load_audio(demo / record["audio"]["path"])
         features = processor.feature_extractor(
             audio, sampling_rate=16000, return_tensors="pt"
         ).input_features
-        features[:, :, len(audio) // hop :] = 0.0  # faster-whisper's padding, see the docstring
+        # faster-whisper's padding, see the docstring
+        features[:, :, audio_frames(len(audio)) :] = 0.0
         with torch.no_grad():
             ids = hf.generate(
                 features, language="zh", task="transcribe", num_beams=1, max_new_tokens=60

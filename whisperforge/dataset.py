@@ -108,6 +108,12 @@ def add_noise(audio: np.ndarray, noise_dir: str, snr_db: float, rng: random.Rand
 FEATURE_PADDINGS = ("transformers", "faster-whisper")
 
 
+def audio_frames(n_samples: int) -> int:
+    """How many log-mel frames of a clip of `n_samples` hold its audio, as faster-whisper counts
+    them (one per 10 ms hop, plus the frame centred on the last sample); the rest is padding."""
+    return n_samples * FRAMES_PER_S // SAMPLE_RATE + 1
+
+
 def shift_features(features: np.ndarray, frames: int, audio_frames: int) -> np.ndarray:
     """The log-mel of the same audio after `frames` 10 ms frames of digital silence.
 
@@ -189,12 +195,12 @@ class SpeechDataset(torch.utils.data.Dataset):
         features = self.processor.feature_extractor(
             audio, sampling_rate=SAMPLE_RATE, return_tensors="np"
         ).input_features[0]
-        audio_frames = len(audio) * FRAMES_PER_S // SAMPLE_RATE + 1  # as faster-whisper counts
+        frames = audio_frames(len(audio))
         if self.feature_padding == "faster-whisper":
-            features[:, audio_frames:] = 0.0
+            features[:, frames:] = 0.0
         if self.feature_cache is not None:
-            self.feature_cache[index] = (features, audio_frames)
-        return features, audio_frames
+            self.feature_cache[index] = (features, frames)
+        return features, frames
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         record = self.records[index]
@@ -203,12 +209,12 @@ class SpeechDataset(torch.utils.data.Dataset):
             # A fresh draw per visit, reproducible from the seed and the order of visits.
             self.epoch_draws += 1
             rng = random.Random(hash((self.seed, index, self.epoch_draws)))
-        features, audio_frames = self.log_mel(index, rng)
+        features, clip_frames = self.log_mel(index, rng)
         shift = 0
         if rng is not None:
-            room = max(0, features.shape[-1] - audio_frames)  # never push audio out of the window
+            room = max(0, features.shape[-1] - clip_frames)  # never push audio out of the window
             shift = min(self.augment.shift_frames(rng), room)
-            features = shift_features(features, shift, audio_frames)
+            features = shift_features(features, shift, clip_frames)
         return {
             "input_features": features,
             "labels": self.labels(record, shift / FRAMES_PER_S),
