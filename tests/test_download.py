@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import socket
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -28,6 +30,8 @@ _RANGE = re.compile(r"bytes=(\d+)-(\d*)$")
 class ServerState:
     """What the test server does and what it saw."""
 
+    body: bytes = PAYLOAD  # the file served at any path
+    missing: bool = False  # answer every request with 404
     drop_once: bool = False  # next full-body response: send half, then close the socket
     ignore_range: bool = False  # always answer 200 with the whole file
     ranges: list[str | None] = field(default_factory=list)  # Range header of each request
@@ -40,25 +44,29 @@ class _Handler(BaseHTTPRequestHandler):
         """Silence the per-request log lines."""
 
     def do_GET(self) -> None:
-        """Serve PAYLOAD with Range support, dropping the connection once if asked."""
+        """Serve ``state.body`` with Range support, dropping the connection once if asked."""
         state = self.server.state
         header = self.headers.get("Range")
         state.ranges.append(header)
+        if state.missing:
+            self._send(404, b"not here", {})
+            return
+        body = state.body
         match = _RANGE.match(header) if header and not state.ignore_range else None
         if match is None:
-            self._send(200, PAYLOAD, {})
+            self._send(200, body, {})
             return
         start = int(match.group(1))
-        end = int(match.group(2)) if match.group(2) else len(PAYLOAD) - 1
-        if start >= len(PAYLOAD):
+        end = int(match.group(2)) if match.group(2) else len(body) - 1
+        if start >= len(body):
             self.send_response(416)
-            self.send_header("Content-Range", f"bytes */{len(PAYLOAD)}")
+            self.send_header("Content-Range", f"bytes */{len(body)}")
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
-        end = min(end, len(PAYLOAD) - 1)
-        content_range = {"Content-Range": f"bytes {start}-{end}/{len(PAYLOAD)}"}
-        self._send(206, PAYLOAD[start : end + 1], content_range)
+        end = min(end, len(body) - 1)
+        content_range = {"Content-Range": f"bytes {start}-{end}/{len(body)}"}
+        self._send(206, body[start : end + 1], content_range)
 
     def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
         self.send_response(status)
@@ -91,8 +99,8 @@ class Served:
     state: ServerState
 
 
-@pytest.fixture
-def served() -> Iterator[Served]:
+@contextmanager
+def _serving() -> Iterator[Served]:
     """A ThreadingHTTPServer on 127.0.0.1 serving PAYLOAD at /data.tgz."""
     server = _Server(("127.0.0.1", 0), _Handler)
     server.state = ServerState()
@@ -104,6 +112,20 @@ def served() -> Iterator[Served]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+@pytest.fixture
+def served() -> Iterator[Served]:
+    """A test server (the first mirror)."""
+    with _serving() as mirror:
+        yield mirror
+
+
+@pytest.fixture
+def served2() -> Iterator[Served]:
+    """A second, independent test server (the second mirror)."""
+    with _serving() as mirror:
+        yield mirror
 
 
 def _dead_url() -> str:
@@ -201,6 +223,39 @@ def test_dead_first_mirror_falls_back(served: Served, tmp_path: Path) -> None:
     _download([_dead_url(), served.url], dest)
     assert dest.read_bytes() == PAYLOAD
     assert served.state.ranges == [None]
+
+
+def test_wrong_md5_mirror_falls_back(
+    served: Served, served2: Served, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    served.state.body = bytes([PAYLOAD[0] ^ 1]) + PAYLOAD[1:]  # right size, wrong bytes
+    dest = tmp_path / "data.tgz"
+    with caplog.at_level(logging.WARNING, logger="whisperforge.download"):
+        _download([served.url, served2.url], dest)
+    assert dest.read_bytes() == PAYLOAD
+    assert not _part(dest).exists()
+    assert served.state.ranges == [None]
+    assert served2.state.ranges == [None]  # the corrupt part was deleted, not resumed
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(served.url in m and "md5 mismatch" in m for m in warnings), warnings
+
+
+def test_wrong_size_then_404_lists_both(served: Served, served2: Served, tmp_path: Path) -> None:
+    served.state.body = PAYLOAD[:-100]
+    served2.state.missing = True
+    dest = tmp_path / "data.tgz"
+    with pytest.raises(WhisperforgeError) as info:
+        _download([served.url, served2.url], dest)
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(f"could not download {dest}: ")
+    first, second = message.split("; ")
+    size_msg = f"size mismatch: expected {len(PAYLOAD)} bytes, got {len(PAYLOAD) - 100} bytes"
+    assert first.endswith(f"{served.url}: {size_msg}")
+    assert second.startswith(f"{served2.url}: HTTPError: 404")
+    assert served2.state.ranges == [None]  # 404 is permanent: no retries
+    assert not dest.exists()
+    assert not _part(dest).exists()
 
 
 def test_all_mirrors_fail(tmp_path: Path) -> None:

@@ -3,7 +3,8 @@
 The download is written to ``<dest>.part`` and resumed with HTTP ``Range`` requests after a dropped
 connection or an interrupted run. Only after the size and md5 check pass is the part file renamed
 to ``dest`` (atomically, with `os.replace`), so ``dest`` never exists half-written or unverified.
-A part file that fails the check is deleted: it is corrupt and resuming it would be pointless.
+A part file that fails the check is deleted (resuming it would be pointless) and counts as that
+mirror's failure: the next mirror is tried from zero.
 """
 
 from __future__ import annotations
@@ -250,20 +251,21 @@ def download_archive(
     timeout: float = 60,
     backoff: float = 1.0,
 ) -> Path:
-    """Download ``dest`` from the first working mirror in ``urls`` and verify it.
+    """Download ``dest`` from the first mirror in ``urls`` that serves the right file.
 
     Bytes go to ``<dest>.part``; an existing part file is resumed with ``Range: bytes=N-`` (a
     server answering 200 restarts it from zero; 416 with a complete part goes straight to the
     check). Each mirror gets ``retries`` attempts, waiting ``backoff * 2**k`` seconds between
     attempts that made no progress; a connection dropped mid-stream resumes from the bytes
-    already written. If ``dest`` already exists and passes the md5/size check it is returned.
+    already written. A completed download with the wrong size/md5 is deleted and the next mirror
+    is tried. If ``dest`` already exists and passes the md5/size check it is returned.
 
     Returns:
         ``dest``, which exists only once verified.
 
     Raises:
-        WhisperforgeError: every mirror failed (lists the URLs and the last error), or the
-            downloaded file has the wrong size/md5 (the part file is then deleted).
+        WhisperforgeError: every mirror failed; the one-line message names each mirror and what
+            it gave (its last error, or the size/md5 mismatch of its download).
     """
     dest = Path(dest)
     if not urls:
@@ -273,12 +275,12 @@ def download_archive(
         return dest
     part = dest.with_name(dest.name + ".part")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    last_error: BaseException | None = None
+    failures: list[str] = []
     with requests.Session() as session, _open_bar(dest, size, _part_size(part), progress) as bar:
         session.headers.update({"User-Agent": USER_AGENT, "Accept-Encoding": "identity"})
         for url in urls:
             log.info("downloading %s -> %s", url, part)
-            last_error = _try_mirror(
+            error = _try_mirror(
                 session,
                 url,
                 part,
@@ -289,25 +291,17 @@ def download_archive(
                 timeout=timeout,
                 backoff=backoff,
             )
-            if last_error is None:
-                return _finish(part, dest, url, md5, size)
-    tried = ", ".join(urls)
-    raise WhisperforgeError(
-        f"{dest}: download failed from all mirrors ({tried}); last error: {_one_line(last_error)}"
-    )
-
-
-def _finish(part: Path, dest: Path, url: str, md5: str | None, size: int | None) -> Path:
-    """Verify the completed ``part`` and move it to ``dest``; delete it if corrupt."""
-    reason = _mismatch(part, md5, size)
-    if reason is not None:
-        part.unlink(missing_ok=True)
-        raise WhisperforgeError(
-            f"{dest}: download from {url} is corrupt ({reason}); deleted {part.name}"
-        )
-    os.replace(part, dest)
-    log.info("downloaded and verified %s", dest)
-    return dest
+            reason = _one_line(error) if error is not None else _mismatch(part, md5, size)
+            if reason is None:
+                os.replace(part, dest)
+                log.info("downloaded and verified %s", dest)
+                return dest
+            if error is None:  # a complete but corrupt download: never resume it
+                part.unlink()
+                bar.reset(total=size)
+                log.warning("%s: %s; deleted %s", url, reason, part.name)
+            failures.append(f"{url}: {reason}")
+    raise WhisperforgeError(f"could not download {dest}: {'; '.join(failures)}")
 
 
 def resolve_archive(
