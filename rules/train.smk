@@ -41,7 +41,9 @@ if TINY_BASE:
         params:
             settings={**config["model"]["tiny"]["pretrain"], "full_finetune": True},
             checkpoints="results/checkpoints/base",
-            code=source_digest("train.py", "dataset.py"),
+            code=source_digest(
+                "train.py", "checkpoints.py", "dataset.py", "gpu.py", "memory.py"
+            ),
         script:
             "../scripts/finetune.py"
 
@@ -84,13 +86,15 @@ rule finetune:
         "../envs/train.yaml"
     threads: 4
     resources:
-        gpu=1,
+        gpu=lambda wc: run_settings(config, wc.run)["gpus"],
     params:
         settings=run_params,
         # Intermediate checkpoints live outside the declared output, which Snakemake deletes
         # when a job fails: a killed run resumes from them on the next call.
         checkpoints="results/checkpoints/{run}",
-        code=source_digest("train.py", "dataset.py"),
+        code=source_digest(
+            "train.py", "checkpoints.py", "dataset.py", "gpu.py", "memory.py"
+        ),
     script:
         "../scripts/finetune.py"
 

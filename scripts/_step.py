@@ -48,7 +48,7 @@ def run_step(smk: Any, main: Callable[[Any], None]) -> None:
         if getattr(smk.resources, "gpu", 0):
             from whisperforge.gpu import claim_gpu
 
-            claim_gpu()
+            claim_gpu(count=int(smk.resources.gpu))
         main(smk)
     except WhisperforgeError as e:
         logging.getLogger(smk.rule).error("%s", e)

@@ -9,7 +9,7 @@ import yaml
 from conftest import ROOT, record_of, speech_like
 from safetensors.torch import load_file
 
-from whisperforge.config import run_settings
+from whisperforge.config import run_settings, validate_config
 from whisperforge.manifest import write_jsonl
 from whisperforge.tinymodel import build_tiny_whisper
 from whisperforge.train import finetune
@@ -32,8 +32,10 @@ def inputs(tmp_path_factory) -> tuple[Path, Path, Path]:
 
 def adapter_after_two_steps(inputs, out: Path, seed: int) -> dict:
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    validate_config(config, ROOT / "schemas/config.schema.yaml")  # fills the schema's defaults
     settings = run_settings(config, "lora")
     settings.update(
+        device="cpu",  # config.yaml asks for a GPU
         seed=seed,
         max_steps=2,
         eval_steps=2,

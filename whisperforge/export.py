@@ -86,7 +86,8 @@ def _export_mel_bins(ct2_dir: Path) -> int:
 def _probe(ct2_dir: Path, record: dict[str, Any], probe_manifest: Path, mel_bins: int) -> dict:
     """Load the export in faster-whisper and transcribe one utterance (beam 1, zh)."""
     t0 = time.perf_counter()
-    model, device, compute_type = load_model(ct2_dir, "auto", threads=PROBE_THREADS)
+    # On the CPU: export_ct2 claims no GPU, and one utterance decodes in seconds there.
+    model, device, compute_type = load_model(ct2_dir, "auto", threads=PROBE_THREADS, device="cpu")
     if model.model.n_mels != mel_bins or model.feature_extractor.mel_filters.shape[0] != mel_bins:
         raise WhisperforgeError(
             f"{ct2_dir}: faster-whisper loaded {model.model.n_mels} mel bins (features: "

@@ -1,9 +1,10 @@
 """Fine-tune Whisper: LoRA/AdaLoRA adapters (a run) or all weights (the demo's base pretraining).
 
-Intermediate checkpoints go to a directory outside the rule's declared output, tagged with a
-fingerprint of everything that shapes the training (settings, base model, data). A killed job
-resumes from the last checkpoint on the next call when the fingerprint matches; a changed setting
-starts over, so a resumed run never mixes two configurations.
+`finetune` is the step: it checks the settings against the machine (device, precision, 8-bit,
+the batch split over `train.gpus` processes), prepares the resumable checkpoint directory
+(checkpoints.py), then trains in this process or in `train.gpus` data-parallel processes started
+with torchrun (`python -m whisperforge.train JOB.json` in each). Before training on a GPU the
+memory model (memory.py) checks that the micro-batch fits, or picks it (`auto`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,12 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
+import random
 import shutil
+import subprocess
+import sys
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,62 +30,123 @@ from transformers import (
     WhisperProcessor,
     set_seed,
 )
-from transformers.trainer_utils import get_last_checkpoint
 
+from whisperforge.checkpoints import fingerprint, prepare_checkpoint_dir
 from whisperforge.dataset import Augment, SpeechCollator, SpeechDataset
 from whisperforge.errors import WhisperforgeError
-from whisperforge.manifest import read_manifest, sha256_file, write_json
+from whisperforge.gpu import pick_device, pick_precision
+from whisperforge.manifest import read_manifest, write_json
 
 log = logging.getLogger(__name__)
 
-FINGERPRINT_FILE = "whisperforge-fingerprint.json"
+
+@dataclass
+class TrainingPlan:
+    """How a run trains on this machine, decided once before any process starts."""
+
+    device: str  # cuda | cpu
+    precision: str  # fp32 | fp16 | bf16
+    world_size: int  # data-parallel processes (train.gpus)
+    micro_batch: int | None  # per process; None: `auto`, picked by the memory preflight
+    accumulation: int
+    effective_batch: int  # micro_batch x accumulation x world_size, as configured
+
+    def settle(self, micro_batch: int) -> None:
+        self.micro_batch = micro_batch
+        self.accumulation = self.effective_batch // (micro_batch * self.world_size)
 
 
-def fingerprint(settings: dict[str, Any], base_dir: Path, manifests: list[Path]) -> dict[str, Any]:
-    """What a checkpoint must match to be resumed from."""
-    weights = sorted(base_dir.glob("*.safetensors")) + sorted(base_dir.glob("*.bin"))
-    return {
-        "settings": settings,
-        "base_config": sha256_file(base_dir / "config.json"),
-        "base_weights": [[w.name, w.stat().st_size] for w in weights],
-        "manifests": [sha256_file(m) for m in manifests],
-    }
+def batch_plan(settings: dict[str, Any]) -> tuple[int | None, int, int]:
+    """(micro-batch per process or None for auto, accumulation, effective batch) for the run.
+
+    The effective batch is the single-process run's (micro-batch x accumulation, or
+    `effective_batch_size` with an `auto` micro-batch); N processes split it, so the optimizer
+    steps and the learning-rate schedule stay those of one process.
+    """
+    micro, accum, world = (
+        settings["per_device_train_batch_size"],
+        settings["gradient_accumulation_steps"],
+        settings["gpus"],
+    )
+    effective = settings["effective_batch_size"]
+    if micro == "auto":
+        if effective is None:
+            raise WhisperforgeError(
+                "config train.effective_batch_size: required when "
+                "train.per_device_train_batch_size is auto (the batch the optimizer sees)"
+            )
+        if effective % world:
+            raise WhisperforgeError(
+                f"config train.gpus: {world} processes cannot split train.effective_batch_size "
+                f"{effective} evenly"
+            )
+        return None, 1, effective
+    if effective is not None and effective != micro * accum:
+        raise WhisperforgeError(
+            f"config train.effective_batch_size: {effective}, but per_device_train_batch_size "
+            f"{micro} x gradient_accumulation_steps {accum} = {micro * accum}"
+        )
+    effective = micro * accum
+    if accum % world == 0:
+        return micro, accum // world, effective
+    if micro % world == 0 and accum == 1:
+        return micro // world, 1, effective
+    raise WhisperforgeError(
+        f"config train.gpus: {world} processes cannot split the effective batch {effective} "
+        f"(per_device_train_batch_size {micro} x gradient_accumulation_steps {accum}) evenly; "
+        "make gradient_accumulation_steps a multiple of gpus"
+    )
 
 
-def prepare_checkpoint_dir(checkpoints: Path, expected: dict[str, Any]) -> str | None:
-    """Return the checkpoint to resume from, or None after clearing stale checkpoints."""
-    marker = checkpoints / FINGERPRINT_FILE
-    if checkpoints.is_dir() and marker.is_file():
-        if json.loads(marker.read_text()) == expected:
-            last = get_last_checkpoint(str(checkpoints))
-            if last:
-                log.info("resuming from %s", last)
-                return last
-        else:
-            log.info("settings, base model or data changed: discarding %s", checkpoints)
-            shutil.rmtree(checkpoints)
-    elif checkpoints.is_dir():
-        shutil.rmtree(checkpoints)
-    checkpoints.mkdir(parents=True, exist_ok=True)
-    write_json(marker, expected)
-    return None
+def make_plan(settings: dict[str, Any], base_dir: Path) -> TrainingPlan:
+    cuda = torch.cuda.is_available()
+    device = pick_device(settings["device"], base_dir, cuda_available=cuda)
+    bf16 = cuda and torch.cuda.is_bf16_supported()
+    precision = pick_precision(settings, device, bf16_supported=bf16)
+    if settings["use_8bit"]:
+        if device != "cuda":
+            raise WhisperforgeError("config train.use_8bit: needs a CUDA device (bitsandbytes)")
+        try:
+            import bitsandbytes  # noqa: F401
+        except ImportError as e:
+            raise WhisperforgeError(
+                "config train.use_8bit: bitsandbytes is not installed "
+                "(pip install 'whisperforge[8bit]', or the train env)"
+            ) from e
+    world = settings["gpus"]
+    if device == "cuda" and torch.cuda.device_count() < world:
+        raise WhisperforgeError(
+            f"config train.gpus: {world}, but {torch.cuda.device_count()} CUDA device(s) visible"
+        )
+    micro, accum, effective = batch_plan(settings)
+    return TrainingPlan(device, precision, world, micro, accum, effective)
 
 
-def pick_fp16(setting: str | bool) -> bool:
-    if setting == "auto":
-        return torch.cuda.is_available()
-    if setting and not torch.cuda.is_available():
-        raise WhisperforgeError("config train.fp16: true needs a CUDA device; use auto or false")
-    return bool(setting)
-
-
-def optimizer_steps(n_examples: int, settings: dict[str, Any]) -> int:
+def optimizer_steps(n_examples: int, settings: dict[str, Any], effective_batch: int) -> int:
     """How many optimizer steps the run will take (AdaLoRA's schedule needs the real number)."""
     if settings["max_steps"] > 0:
         return settings["max_steps"]
-    per_step = settings["per_device_train_batch_size"] * settings["gradient_accumulation_steps"]
-    per_step *= max(1, torch.cuda.device_count())
-    return math.ceil(math.ceil(n_examples / per_step) * settings["num_train_epochs"])
+    return math.ceil(math.ceil(n_examples / effective_batch) * settings["num_train_epochs"])
+
+
+def adalora_schedule(total_steps: int) -> dict[str, int]:
+    """Rank budget schedule: warm up over the first 10 %, budget, settle over the last 20 %."""
+    tinit, tfinal = max(1, total_steps // 10), max(1, total_steps // 5)
+    if tinit >= total_steps - tfinal:  # PEFT's own condition for a budgeting phase
+        raise WhisperforgeError(
+            f"config train.use_adalora: AdaLoRA needs at least 3 optimizer steps for its rank "
+            f"schedule (warm-up, budgeting, final), this run has {total_steps}; raise "
+            "train.max_steps or train.num_train_epochs, or set use_adalora: false"
+        )
+    return {"tinit": tinit, "tfinal": tfinal, "deltaT": max(1, total_steps // 100)}
+
+
+def eval_sample(records: list[dict[str, Any]], limit: int | None, seed: int) -> list[dict]:
+    """A fixed, seeded sample of the dev set (in manifest order), for evaluation in training."""
+    if limit is None or len(records) <= limit:
+        return records
+    keep = sorted(random.Random(seed).sample(range(len(records)), limit))
+    return [records[i] for i in keep]
 
 
 def load_base(base_dir: Path, settings: dict[str, Any]) -> tuple[Any, Any]:
@@ -88,18 +155,19 @@ def load_base(base_dir: Path, settings: dict[str, Any]) -> tuple[Any, Any]:
     processor = WhisperProcessor.from_pretrained(base_dir)
     kwargs: dict[str, Any] = {}
     if settings["use_8bit"]:
-        if not torch.cuda.is_available():
-            raise WhisperforgeError("config train.use_8bit: needs a CUDA device (bitsandbytes)")
         from transformers import BitsAndBytesConfig
 
+        # One device per process: device_map "auto" would spread a DDP rank over every GPU.
+        local_rank = int(os.environ.get("LOCAL_RANK", 0))
         kwargs = {
             "quantization_config": BitsAndBytesConfig(load_in_8bit=True),
-            "device_map": "auto",
+            "device_map": {"": local_rank},
         }
     model = WhisperForConditionalGeneration.from_pretrained(base_dir, **kwargs)
-    language = settings["language"]
     processor.tokenizer.set_prefix_tokens(
-        language=language, task=settings["task"], predict_timestamps=settings["timestamps"]
+        language=settings["language"],
+        task=settings["task"],
+        predict_timestamps=settings["timestamps"],
     )
     model.config.forced_decoder_ids = None
     model.generation_config.forced_decoder_ids = None
@@ -110,7 +178,8 @@ def add_adapters(model: Any, settings: dict[str, Any], total_steps: int) -> Any:
     from peft import AdaLoraConfig, LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
     if settings["use_8bit"]:
-        model = prepare_model_for_kbit_training(model)
+        # Checkpointing is the Trainer's to turn on (training_arguments), not PEFT's.
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     lora = settings["lora"]
     if settings["use_adalora"]:
         ada = settings["adalora"]
@@ -121,10 +190,7 @@ def add_adapters(model: Any, settings: dict[str, Any], total_steps: int) -> Any:
             lora_dropout=ada["dropout"],
             target_modules=lora["target_modules"],
             total_step=total_steps,
-            # Rank budget schedule: warm up for the first 10 %, settle over the last 20 %.
-            tinit=max(1, total_steps // 10),
-            tfinal=max(1, total_steps // 5),
-            deltaT=max(1, total_steps // 100),
+            **adalora_schedule(total_steps),
         )
     else:
         config = LoraConfig(
@@ -146,17 +212,39 @@ def add_adapters(model: Any, settings: dict[str, Any], total_steps: int) -> Any:
 
 
 class AdaLoraBudget(TrainerCallback):
-    """AdaLoRA reallocates ranks from the gradients, after backward and before the update."""
+    """AdaLoRA reallocates ranks from the gradients, after backward and before the update.
+
+    Under fp16 an overflowed step has inf/NaN gradients; the optimizer skips it, and so must the
+    rank allocator, whose importance averages would otherwise stay NaN for the rest of the run.
+    """
 
     def __init__(self, model: Any) -> None:
         self.model = model
 
     def on_pre_optimizer_step(self, args, state, control, **kwargs):
+        norms = [
+            p.grad.detach().float().norm() for p in self.model.parameters() if p.grad is not None
+        ]
+        if norms and not torch.isfinite(torch.stack(norms)).all():
+            log.warning("step %d: non-finite gradients; rank budget not updated", state.global_step)
+            return
         self.model.base_model.update_and_allocate(state.global_step)
 
 
+class CurrentIntervals(TrainerCallback):
+    """A resumed run logs, evaluates and saves at the intervals configured now.
+
+    The Trainer restores them from the checkpoint's trainer_state.json; they cannot change the
+    weights, so a changed `eval_steps` or `save_steps` resumes (checkpoints.py) and applies here.
+    """
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        state.logging_steps, state.eval_steps = args.logging_steps, args.eval_steps
+        state.save_steps = args.save_steps
+
+
 def training_arguments(
-    settings: dict[str, Any], checkpoints: Path, threads: int
+    settings: dict[str, Any], plan: TrainingPlan, checkpoints: Path, threads: int
 ) -> Seq2SeqTrainingArguments:
     if settings["save_steps"] % settings["eval_steps"]:
         raise WhisperforgeError(
@@ -167,9 +255,13 @@ def training_arguments(
     torch.set_num_threads(max(1, threads))
     return Seq2SeqTrainingArguments(
         output_dir=str(checkpoints),
-        per_device_train_batch_size=settings["per_device_train_batch_size"],
+        per_device_train_batch_size=plan.micro_batch or 1,  # auto: set by the preflight
         per_device_eval_batch_size=settings["per_device_eval_batch_size"],
-        gradient_accumulation_steps=settings["gradient_accumulation_steps"],
+        gradient_accumulation_steps=plan.accumulation,
+        gradient_checkpointing=settings["gradient_checkpointing"],
+        # Non-reentrant checkpointing needs no input gradients (frozen embeddings under LoRA)
+        # and works under DDP.
+        gradient_checkpointing_kwargs={"use_reentrant": False},
         learning_rate=settings["learning_rate"],
         warmup_steps=settings["warmup_steps"],
         num_train_epochs=settings["num_train_epochs"],
@@ -184,7 +276,8 @@ def training_arguments(
         greater_is_better=False,
         predict_with_generate=by_cer,
         generation_max_length=225,
-        fp16=pick_fp16(settings["fp16"]),
+        fp16=plan.precision == "fp16",
+        bf16=plan.precision == "bf16",
         torch_compile=settings["use_compile"],
         seed=settings["seed"],
         data_seed=settings["seed"],
@@ -194,9 +287,60 @@ def training_arguments(
         remove_unused_columns=False,
         label_names=["labels"],
         report_to=[],
-        use_cpu=not torch.cuda.is_available(),
+        use_cpu=plan.device == "cpu",
+        ddp_backend=("nccl" if plan.device == "cuda" else "gloo") if plan.world_size > 1 else None,
+        ddp_find_unused_parameters=False,
         disable_tqdm=False,
     )
+
+
+def label_tokens(records: list[dict[str, Any]], processor: Any) -> int:
+    """The longest label sequence of the training set (prefix tokens and end of text included)."""
+    sentences = [r["sentence"] for r in records]
+    return max(len(ids) for ids in processor.tokenizer(sentences).input_ids)
+
+
+def memory_preflight(model: Any, plan: TrainingPlan, settings: dict[str, Any], tokens: int) -> dict:
+    """Check (or, for `auto`, pick) the micro-batch against the device's free memory.
+
+    Runs on a GPU always, and on the CPU for `auto` (against free RAM). N processes agree on the
+    smallest free memory among them, so that they pick the same micro-batch.
+    """
+    if plan.device == "cpu" and plan.micro_batch is not None:
+        return {}
+    from whisperforge.memory import estimate_training_memory, plan_micro_batch
+
+    estimate = estimate_training_memory(
+        model,
+        precision=plan.precision,
+        gradient_checkpointing=settings["gradient_checkpointing"],
+        label_tokens=tokens,
+    )
+    if plan.device == "cuda":
+        budget, where = torch.cuda.mem_get_info()[0], f"{torch.cuda.get_device_name()} free"
+    else:
+        budget, where = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"), "RAM free"
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        shared = torch.tensor([budget], device=plan.device if plan.device == "cuda" else "cpu")
+        torch.distributed.all_reduce(shared, op=torch.distributed.ReduceOp.MIN)
+        budget = int(shared.item())
+    micro, _ = plan_micro_batch(
+        estimate,
+        budget_bytes=budget,
+        micro_batch=plan.micro_batch or "auto",
+        accumulation=plan.accumulation,
+        effective_batch=plan.effective_batch // plan.world_size,
+        where=where,
+    )
+    plan.settle(micro)
+    facts = {
+        "memory_budget_gb": round(budget / 1e9, 2),
+        "memory_estimate_gb": round(estimate.peak(micro) / 1e9, 2),
+    }
+    log.info(
+        "memory preflight: micro-batch %d x accumulation %d: %s", micro, plan.accumulation, facts
+    )
+    return facts
 
 
 def cer_metric(processor: Any):
@@ -230,29 +374,96 @@ def finetune(
     *,
     threads: int = 2,
 ) -> dict[str, Any]:
-    """Train and write `out_dir`.
+    """Train and write `out_dir`; returns the training summary.
 
     Adapters (default): `checkpoint-best/`, `checkpoint-final/` (PEFT adapters),
     `trainer_state.json`. Full fine-tune (`settings["full_finetune"]`): a complete HF model dir
-    (best checkpoint's weights, processor files) plus `trainer_state.json`.
+    (best checkpoint's weights, processor files) plus `trainer_state.json`. Both with
+    `training_summary.json` (device, precision, batch split, steps, timings).
     """
     base_dir, out_dir, checkpoints = Path(base_dir), Path(out_dir), Path(checkpoints)
-    device = f"CUDA ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else "CPU"
-    log.info("training on %s%s", device, "" if torch.cuda.is_available() else ": no CUDA device")
-    train_records = read_manifest(train_manifest)
-    dev_records = read_manifest(dev_manifest)
-    if not train_records or not dev_records:
-        empty = train_manifest if not train_records else dev_manifest
-        raise WhisperforgeError(f"{empty}: manifest has no utterances to train or validate on")
+    if not (base_dir / "config.json").is_file():
+        raise WhisperforgeError(f"{base_dir}: not a Whisper model directory (no config.json)")
+    for manifest in (train_manifest, dev_manifest):
+        if not read_manifest(manifest):
+            raise WhisperforgeError(
+                f"{manifest}: manifest has no utterances to train or validate on"
+            )
+    plan = make_plan(settings, base_dir)
+    resume = prepare_checkpoint_dir(
+        checkpoints, fingerprint(settings, base_dir, [Path(train_manifest), Path(dev_manifest)])
+    )
+    job = {
+        "base_dir": str(base_dir),
+        "train_manifest": str(train_manifest),
+        "dev_manifest": str(dev_manifest),
+        "out_dir": str(out_dir),
+        "checkpoints": str(checkpoints),
+        "settings": settings,
+        "plan": asdict(plan),
+        "resume": resume,
+        "threads": max(1, threads // plan.world_size),
+    }
+    if plan.world_size == 1:
+        return train(job)
+    launch(job, plan.world_size)
+    return json.loads((out_dir / "training_summary.json").read_text())
+
+
+def launch(job: dict[str, Any], world_size: int) -> None:
+    """Train with `world_size` processes (torchrun; NCCL on GPUs, gloo on CPUs)."""
+    job_file = Path(job["checkpoints"]) / "whisperforge-job.json"
+    write_json(job_file, job)
+    package_root = str(Path(__file__).resolve().parent.parent)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([package_root, os.environ.get("PYTHONPATH", "")]),
+    }
+    env["OMP_NUM_THREADS"] = str(job["threads"])
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={world_size}",
+        "-m",
+        "whisperforge.train",
+        str(job_file),
+    ]
+    log.info("training with %d processes: %s", world_size, " ".join(command))
+    code = subprocess.run(command, env=env, check=False).returncode
+    if code != 0:
+        raise WhisperforgeError(
+            f"config train.gpus: {world_size}: a training process failed (exit {code}); "
+            "its error is above in this log"
+        )
+
+
+def train(job: dict[str, Any]) -> dict[str, Any]:
+    """One training process: the whole run, or one rank of a data-parallel run."""
+    settings, plan = job["settings"], TrainingPlan(**job["plan"])
+    out_dir, checkpoints = Path(job["out_dir"]), Path(job["checkpoints"])
+    train_records = read_manifest(job["train_manifest"])
+    dev_records = eval_sample(
+        read_manifest(job["dev_manifest"]), settings["eval_max_utterances"], settings["seed"]
+    )
+    log.info("training on %s, %s, %d process(es)", plan.device, plan.precision, plan.world_size)
 
     # Seed before the adapters exist: LoRA draws its A matrices from the global RNG, and the
     # Trainer only seeds once it is built, after them.
     set_seed(settings["seed"])
-    processor, model = load_base(base_dir, settings)
-    total_steps = optimizer_steps(len(train_records), settings)
-    full = settings.get("full_finetune", False)
+    processor, model = load_base(Path(job["base_dir"]), settings)
+    full = settings["full_finetune"]
     if not full:
+        total_steps = optimizer_steps(len(train_records), settings, plan.effective_batch)
         model = add_adapters(model, settings, total_steps)
+    args = training_arguments(settings, plan, checkpoints, job["threads"])
+    if plan.device == "cuda" and not settings["use_8bit"]:
+        model.to(args.device)
+    memory = memory_preflight(model, plan, settings, label_tokens(train_records, processor))
+    args.per_device_train_batch_size = plan.micro_batch
+    args.gradient_accumulation_steps = plan.accumulation
+
     augment = Augment(**settings["augment"])
     train_set = SpeechDataset(
         train_records,
@@ -268,10 +479,9 @@ def finetune(
         timestamps=settings["timestamps"],
         feature_padding=settings["feature_padding"],
     )
-    resume = prepare_checkpoint_dir(
-        checkpoints, fingerprint(settings, base_dir, [Path(train_manifest), Path(dev_manifest)])
-    )
-    args = training_arguments(settings, checkpoints, threads)
+    callbacks: list[TrainerCallback] = [CurrentIntervals()]
+    if settings["use_adalora"] and not full:
+        callbacks.append(AdaLoraBudget(model))
     trainer = Seq2SeqTrainer(
         model=model,
         args=args,
@@ -280,12 +490,39 @@ def finetune(
         data_collator=SpeechCollator(model.config.decoder_start_token_id),
         processing_class=processor.feature_extractor,
         compute_metrics=cer_metric(processor) if args.predict_with_generate else None,
-        callbacks=[AdaLoraBudget(model)] if settings["use_adalora"] and not full else [],
+        callbacks=callbacks,
     )
-    result = trainer.train(resume_from_checkpoint=resume)
+    result = trainer.train(resume_from_checkpoint=job["resume"])
     final_eval = trainer.evaluate()
     log.info("final eval: %s", final_eval)
+    summary = {
+        "device": torch.cuda.get_device_name(0) if plan.device == "cuda" else "CPU",
+        "precision": plan.precision,
+        "processes": plan.world_size,
+        "micro_batch": plan.micro_batch,
+        "gradient_accumulation": plan.accumulation,
+        "effective_batch": plan.effective_batch,
+        "gradient_checkpointing": settings["gradient_checkpointing"],
+        **memory,
+        "global_step": trainer.state.global_step,
+        "resumed_from": job["resume"],
+        "best_checkpoint": None,
+        "best_metric": trainer.state.best_metric,
+        "eval_utterances": len(dev_records),
+        "final_eval": final_eval,
+        "train_runtime_s": result.metrics.get("train_runtime"),
+        "train_samples_per_second": result.metrics.get("train_samples_per_second"),
+    }
+    if trainer.is_world_process_zero():
+        summary["best_checkpoint"] = write_outputs(trainer, model, processor, out_dir, full)
+        write_json(out_dir / "training_summary.json", summary)
+    return summary
 
+
+def write_outputs(
+    trainer: Any, model: Any, processor: Any, out_dir: Path, full: bool
+) -> str | None:
+    """The step's declared output: adapters (or the full model) and the trainer state."""
     out_dir.mkdir(parents=True, exist_ok=True)
     best = trainer.state.best_model_checkpoint
     if full:
@@ -306,15 +543,16 @@ def finetune(
             log.info("no evaluation beat another: checkpoint-best = checkpoint-final")
             shutil.copytree(out_dir / "checkpoint-final", out_dir / "checkpoint-best")
     trainer.state.save_to_json(str(out_dir / "trainer_state.json"))
-    summary = {
-        "device": device,
-        "global_step": trainer.state.global_step,
-        "resumed_from": resume,
-        "best_checkpoint": Path(best).name if best else None,
-        "best_metric": trainer.state.best_metric,
-        "final_eval": final_eval,
-        "train_runtime_s": result.metrics.get("train_runtime"),
-        "train_samples_per_second": result.metrics.get("train_samples_per_second"),
-    }
-    write_json(out_dir / "training_summary.json", summary)
-    return summary
+    return Path(best).name if best else None
+
+
+if __name__ == "__main__":  # one rank of a data-parallel run (see `launch`)
+    logging.basicConfig(
+        level=logging.INFO,
+        format=f"%(asctime)s %(levelname)s rank{os.environ.get('RANK', '?')} %(name)s: %(message)s",
+    )
+    try:
+        train(json.loads(Path(sys.argv[1]).read_text()))
+    except WhisperforgeError as e:
+        log.error("%s", e)
+        sys.exit(1)

@@ -47,15 +47,16 @@ DECODE_OPTIONS: dict[str, Any] = {
 }
 
 
-def pick_device_and_compute_type(compute_type: str) -> tuple[str, str]:
+def pick_device_and_compute_type(compute_type: str, device: str = "auto") -> tuple[str, str]:
     """("cuda", "float16") with a GPU and ("cpu", "default") without, for "auto"; else pass through.
 
     "default" keeps the export's own type where the device supports it (a float16 export runs in
-    float32 on a CPU, where "float16" would raise).
+    float32 on a CPU, where "float16" would raise). `device="cpu"` keeps off the GPUs.
     """
     import ctranslate2
 
-    device = "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+    if device == "auto":
+        device = "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
     if compute_type == "auto":
         return device, "float16" if device == "cuda" else "default"
     return device, compute_type
@@ -72,12 +73,14 @@ def check_ct2_dir(ct2_dir: str | Path) -> Path:
     return ct2_dir
 
 
-def load_model(ct2_dir: str | Path, compute_type: str = "auto", threads: int = 2):
+def load_model(
+    ct2_dir: str | Path, compute_type: str = "auto", threads: int = 2, *, device: str = "auto"
+):
     """Load a checked export with faster-whisper; returns (model, device, compute_type used)."""
     from faster_whisper import WhisperModel
 
     ct2_dir = check_ct2_dir(ct2_dir)
-    device, ctype = pick_device_and_compute_type(compute_type)
+    device, ctype = pick_device_and_compute_type(compute_type, device)
     try:
         model = WhisperModel(
             str(ct2_dir),
