@@ -17,9 +17,15 @@ from whisperforge import tinymodel
 from whisperforge.errors import WhisperforgeError
 from whisperforge.tinymodel import (
     DEFAULT_TIKTOKEN_PATH,
+    PUBLISHED_SHAPES,
+    SHAPE_FILE,
+    build_published_shape,
     build_tiny_whisper,
     build_whisper_tokenizer,
     load_tiktoken_ranks,
+    published_shape,
+    suppress_tokens,
+    whisper_config,
 )
 
 WHISPER_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
@@ -47,6 +53,18 @@ EXPECTED_IDS = {
     "<|0.00|>": 50365,
     "<|30.00|>": 51865,
 }
+
+# `suppress_tokens` of openai/whisper-large-v3's (and -large-v3-turbo's) generation_config.json.
+HUB_SUPPRESS_TOKENS = [
+    1, 2, 7, 8, 9, 10, 14, 25, 26, 27, 28, 29, 31, 58, 59, 60, 61, 62, 63, 90, 91, 92, 93, 359,
+    503, 522, 542, 873, 893, 902, 918, 922, 931, 1350, 1853, 1982, 2460, 2627, 3246, 3253, 3268,
+    3536, 3846, 3961, 4183, 4667, 6585, 6647, 7273, 9061, 9383, 10428, 10929, 11938, 12033,
+    12331, 12562, 13793, 14157, 14635, 15265, 15618, 16553, 16604, 18362, 18956, 20075, 21675,
+    22520, 26130, 26161, 26435, 28279, 29464, 31650, 32302, 32470, 36865, 42863, 47425, 49870,
+    50254, 50258, 50359, 50360, 50361, 50362, 50363,
+]  # fmt: skip
+# `alignment_heads` of openai/whisper-large-v3-turbo's generation_config.json.
+TURBO_ALIGNMENT_HEADS = [[2, 4], [2, 11], [3, 3], [3, 6], [3, 11], [3, 14]]
 
 MODEL_FILES = {
     "config.json",
@@ -78,6 +96,13 @@ def encoding() -> tiktoken.Encoding:
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_whisper(tmp_path_factory.mktemp("tiny") / "whisper-tiny-random")
+
+
+@pytest.fixture(scope="module")
+def turbo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """large-v3-turbo's layers, heads and mels at a test-friendly width."""
+    out = tmp_path_factory.mktemp("turbo") / "turbo-narrow"
+    return build_published_shape(out, "large-v3-turbo", d_model=80, ffn_dim=320)
 
 
 @pytest.fixture
@@ -184,7 +209,27 @@ def test_generation_config_is_complete(model_dir: Path) -> None:
     assert sorted(gen["lang_to_id"].values()) == list(range(50259, 50359))
     assert gen["alignment_heads"] == [[1, h] for h in range(4)]
     assert gen["begin_suppress_tokens"] == [220, 50257]
-    assert isinstance(gen["suppress_tokens"], list)
+    assert gen["suppress_tokens"] == HUB_SUPPRESS_TOKENS
+
+
+def test_suppress_tokens_are_computed_like_the_hub_list(tokenizer: WhisperTokenizerFast) -> None:
+    assert suppress_tokens(tokenizer) == HUB_SUPPRESS_TOKENS
+
+
+def test_hf_suppresses_what_faster_whisper_suppresses(model_dir: Path) -> None:
+    # faster-whisper ignores the config list and derives its own; HF generate reads the config
+    from faster_whisper.tokenizer import Tokenizer
+    from faster_whisper.transcribe import get_suppressed_tokens
+    from tokenizers import Tokenizer as HFTokenizer
+
+    fw = Tokenizer(
+        HFTokenizer.from_file(str(model_dir / "tokenizer.json")),
+        multilingual=True,
+        task="transcribe",
+        language="zh",
+    )
+    gen = json.loads((model_dir / "generation_config.json").read_text())
+    assert list(get_suppressed_tokens(fw, [-1])) == gen["suppress_tokens"]
 
 
 def test_hf_loads_and_generates_chinese(
@@ -264,3 +309,122 @@ def test_rejects_heads_not_dividing_d_model(tmp_path: Path) -> None:
     with pytest.raises(WhisperforgeError, match="divisible"):
         build_tiny_whisper(tmp_path / "out", d_model=90, attention_heads=4)
     assert not (tmp_path / "out").exists()
+
+
+def test_rejects_alignment_heads_outside_the_decoder(tmp_path: Path) -> None:
+    with pytest.raises(WhisperforgeError, match=r"alignment head \(2, 0\)"):
+        build_tiny_whisper(tmp_path / "out", alignment_heads=[(2, 0)])
+    assert not (tmp_path / "out").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# Published shapes
+# --------------------------------------------------------------------------------------------
+
+
+def test_published_shape_table() -> None:
+    assert {"tiny", "small", "large-v3", "large-v3-turbo"} <= set(PUBLISHED_SHAPES)
+    turbo = PUBLISHED_SHAPES["large-v3-turbo"]
+    assert (turbo.d_model, turbo.encoder_layers, turbo.decoder_layers) == (1280, 32, 4)
+    assert (turbo.attention_heads, turbo.ffn_dim, turbo.num_mel_bins) == (20, 5120, 128)
+    assert [list(pair) for pair in turbo.alignment_heads] == TURBO_ALIGNMENT_HEADS
+    small = PUBLISHED_SHAPES["small"]
+    assert (small.d_model, small.encoder_layers, small.decoder_layers) == (768, 12, 12)
+    assert (small.attention_heads, small.ffn_dim, small.num_mel_bins) == (12, 3072, 80)
+    assert small.alignment_heads[:3] == ((5, 3), (5, 9), (8, 0))
+    for name, shape in PUBLISHED_SHAPES.items():
+        assert shape.d_model % shape.attention_heads == 0, name
+        assert shape.ffn_dim == 4 * shape.d_model, name
+        for layer, head in shape.alignment_heads:
+            assert 0 <= layer < shape.decoder_layers and 0 <= head < shape.attention_heads, name
+
+
+@pytest.mark.parametrize(
+    ("name", "low", "high"),
+    [("large-v3-turbo", 800e6, 820e6), ("small", 235e6, 250e6), ("large-v3", 1.53e9, 1.56e9)],
+)
+def test_full_width_parameter_count_without_weights(
+    tokenizer: WhisperTokenizerFast, name: str, low: float, high: float
+) -> None:
+    # The real shape, counted on the meta device: no 3 GB of weights are allocated.
+    config = whisper_config(PUBLISHED_SHAPES[name], tokenizer)
+    with torch.device("meta"):
+        model = WhisperForConditionalGeneration(config)
+    assert low < sum(p.numel() for p in model.parameters()) < high
+
+
+def test_narrowed_turbo_config_json(turbo_dir: Path) -> None:
+    assert {p.name for p in turbo_dir.iterdir()} == MODEL_FILES | {SHAPE_FILE}
+    config = json.loads((turbo_dir / "config.json").read_text())
+    assert config["d_model"] == 80
+    assert config["encoder_ffn_dim"] == config["decoder_ffn_dim"] == 320
+    assert (config["encoder_layers"], config["decoder_layers"]) == (32, 4)
+    assert config["encoder_attention_heads"] == config["decoder_attention_heads"] == 20
+    assert config["num_mel_bins"] == 128
+    assert config["vocab_size"] == 51866
+    assert json.loads((turbo_dir / "preprocessor_config.json").read_text())["feature_size"] == 128
+    assert json.loads((turbo_dir / SHAPE_FILE).read_text()) == {
+        "shape": "large-v3-turbo",
+        "narrowed": True,
+        "d_model": 80,
+        "ffn_dim": 320,
+    }
+
+
+def test_narrowed_turbo_generation_config_is_the_hub_one(turbo_dir: Path) -> None:
+    gen = json.loads((turbo_dir / "generation_config.json").read_text())
+    assert gen["alignment_heads"] == TURBO_ALIGNMENT_HEADS
+    assert gen["lang_to_id"]["<|yue|>"] == 50358
+    assert len(gen["lang_to_id"]) == 100
+    assert gen["suppress_tokens"] == HUB_SUPPRESS_TOKENS
+    assert gen["begin_suppress_tokens"] == [220, 50257]
+    assert gen["no_timestamps_token_id"] == 50364
+
+
+def test_narrowed_turbo_loads_and_has_its_alignment_heads(
+    turbo_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A short stand-in encoder output keeps this fast (32 layers x 1500 frames take seconds);
+    # the alignment heads must index real cross-attention heads of the loaded decoder.
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    model = WhisperForConditionalGeneration.from_pretrained(turbo_dir, attn_implementation="eager")
+    assert model.model.encoder.conv1.in_channels == 128
+    assert len(model.model.encoder.layers) == 32
+    encoder_out = torch.randn(1, 20, 80)
+    with torch.no_grad():
+        out = model(
+            encoder_outputs=(encoder_out,),
+            decoder_input_ids=torch.tensor([[50258, 50260, 50360, 50364]]),
+            output_attentions=True,
+        )
+    assert out.logits.shape == (1, 4, 51866)
+    assert len(out.cross_attentions) == 4
+    for layer, head in model.generation_config.alignment_heads:
+        weights = out.cross_attentions[layer][0, head]
+        assert weights.shape == (4, 20)
+        assert torch.allclose(weights.sum(-1), torch.ones(4))
+
+
+def test_published_shape_narrowing() -> None:
+    turbo = PUBLISHED_SHAPES["large-v3-turbo"]
+    assert published_shape("large-v3-turbo") is turbo
+    narrow = published_shape("large-v3-turbo", d_model=160)
+    assert (narrow.d_model, narrow.ffn_dim) == (160, 640)  # Whisper's 4 x d_model
+    assert narrow.alignment_heads == turbo.alignment_heads
+    assert narrow.decoder_layers == turbo.decoder_layers
+
+
+def test_narrowing_to_a_width_the_heads_cannot_split(tmp_path: Path) -> None:
+    with pytest.raises(WhisperforgeError) as excinfo:
+        build_published_shape(tmp_path / "out", "large-v3-turbo", d_model=90)
+    message = str(excinfo.value)
+    assert "\n" not in message
+    assert message == "large-v3-turbo: d_model 90 is not divisible by its 20 attention heads"
+    assert not (tmp_path / "out").exists()
+
+
+def test_unknown_shape_lists_the_known_ones(tmp_path: Path) -> None:
+    with pytest.raises(WhisperforgeError, match=r"'large-v4'.*large-v3-turbo") as excinfo:
+        build_published_shape(tmp_path / "out", "large-v4")
+    assert "\n" not in str(excinfo.value)
+    assert list(tmp_path.iterdir()) == []
