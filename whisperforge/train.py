@@ -290,6 +290,9 @@ def training_arguments(
         use_cpu=plan.device == "cpu",
         ddp_backend=("nccl" if plan.device == "cuda" else "gloo") if plan.world_size > 1 else None,
         ddp_find_unused_parameters=False,
+        # Whisper's loss is a per-batch mean that ignores the Trainer's global token count, so the
+        # Trainer's rescaling by the number of processes would double the loss and gradients.
+        average_tokens_across_devices=False,
         disable_tqdm=False,
     )
 
