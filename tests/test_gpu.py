@@ -1,4 +1,4 @@
-"""Concurrent GPU jobs get distinct devices; a device list set by the caller is kept."""
+"""Concurrent GPU jobs get distinct devices; device and precision follow the machine."""
 
 from __future__ import annotations
 
@@ -7,7 +7,13 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+import torch
 from conftest import ROOT
+from safetensors.torch import save_file
+
+from whisperforge.errors import WhisperforgeError
+from whisperforge.gpu import CPU_OK_PARAMETERS, parameter_count, pick_device, pick_precision
 
 CLAIM = textwrap.dedent(
     """
@@ -50,3 +56,72 @@ def test_caller_chosen_devices_are_left_alone(tmp_path):
     job = claim(tmp_path, 0, {"CUDA_VISIBLE_DEVICES": "3"})
     assert job.stdout.readline().strip() == "3"
     job.wait()
+
+
+def test_a_real_model_never_trains_on_the_cpu_unless_asked(tmp_path):
+    big, small = tmp_path / "big", tmp_path / "small"
+    for model_dir, n in ((big, CPU_OK_PARAMETERS + 1), (small, 1000)):
+        model_dir.mkdir()
+        save_file({"w": torch.zeros(n, dtype=torch.int8)}, model_dir / "model.safetensors")
+    assert parameter_count(big) == CPU_OK_PARAMETERS + 1
+    hint = "no CUDA device is visible; set train.device: cpu to train on the CPU anyway"
+    with pytest.raises(WhisperforgeError, match=f"^config train.device: cuda: {hint}$"):
+        pick_device("cuda", small, cuda_available=False)
+    with pytest.raises(WhisperforgeError, match=f"^config train.device: auto: .* {hint}$"):
+        pick_device("auto", big, cuda_available=False)
+    assert pick_device("auto", small, cuda_available=False) == "cpu"  # the demo's tiny model
+    assert pick_device("cpu", big, cuda_available=True) == "cpu"
+    assert pick_device("auto", big, cuda_available=True) == "cuda"
+
+
+@pytest.mark.parametrize(
+    ("precision", "fp16", "device", "bf16", "expected"),
+    [
+        ("auto", "auto", "cuda", False, "fp16"),  # RTX 2080 Ti: no bf16
+        ("auto", "auto", "cuda", True, "bf16"),
+        ("auto", "auto", "cpu", False, "fp32"),
+        ("auto", True, "cuda", True, "fp16"),  # the older key still works
+        ("auto", False, "cuda", True, "fp32"),
+        ("bf16", "auto", "cpu", False, "bf16"),
+        ("fp32", "auto", "cuda", True, "fp32"),
+    ],
+)
+def test_precision_follows_the_gpu(precision, fp16, device, bf16, expected):
+    settings = {"precision": precision, "fp16": fp16}
+    assert pick_precision(settings, device, bf16_supported=bf16) == expected
+
+
+@pytest.mark.parametrize(
+    ("precision", "fp16", "device", "key"),
+    [
+        ("fp16", "auto", "cpu", "train.precision"),
+        ("bf16", "auto", "cuda", "train.precision"),  # a GPU without bf16
+        ("bf16", True, "cuda", "train.fp16"),
+    ],
+)
+def test_an_impossible_precision_names_the_key(precision, fp16, device, key):
+    with pytest.raises(WhisperforgeError, match=f"^config {key}:"):
+        pick_precision({"precision": precision, "fp16": fp16}, device, bf16_supported=False)
+
+
+def test_a_multi_gpu_job_claims_that_many_free_devices(tmp_path):
+    script = (
+        "import sys; from pathlib import Path; from whisperforge.gpu import claim_gpu; "
+        "print(claim_gpu(n_devices=3, lock_dir=Path(sys.argv[1]), count=int(sys.argv[2])), "
+        "flush=True); import time; time.sleep(float(sys.argv[3]))"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"}
+    env["PYTHONPATH"] = str(ROOT)
+
+    def start(count: int, hold_s: float) -> subprocess.Popen:
+        args = [sys.executable, "-c", script, str(tmp_path), str(count), str(hold_s)]
+        return subprocess.Popen(args, stdout=subprocess.PIPE, text=True, env=env)
+
+    pair = start(2, 3)
+    try:
+        assert pair.stdout.readline().strip() == "0,1"
+        single = start(1, 0)
+        assert single.stdout.readline().strip() == "2"
+        single.wait()
+    finally:
+        pair.wait()

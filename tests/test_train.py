@@ -1,18 +1,30 @@
-"""Fine-tuning is a function of its inputs and settings: same seed, same adapter."""
+"""Fine-tuning: a function of its inputs and settings; resumable; AdaLoRA and batch splitting."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+import torch
 import yaml
 from conftest import ROOT, record_of, speech_like
 from safetensors.torch import load_file
 
 from whisperforge.config import run_settings, validate_config
+from whisperforge.errors import WhisperforgeError
 from whisperforge.manifest import write_jsonl
 from whisperforge.tinymodel import build_tiny_whisper
-from whisperforge.train import finetune
+from whisperforge.train import (
+    AdaLoraBudget,
+    adalora_schedule,
+    add_adapters,
+    batch_plan,
+    eval_sample,
+    finetune,
+    load_base,
+)
 
 SENTENCES = ["今天天气很好", "我们明天开会", "经济增长很快", "北京是首都"]
 
@@ -58,3 +70,130 @@ def test_same_seed_gives_the_same_adapter_and_another_seed_does_not(inputs, tmp_
     # LoRA's A matrices are drawn at random when the adapters are added: from the run's seed.
     assert all((first[k] == again[k]).all() for k in first), "same seed, different adapters"
     assert any((first[k] != other[k]).any() for k in first), "the seed changes nothing"
+
+
+def tiny_settings(**changes) -> dict:
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    validate_config(config, ROOT / "schemas/config.schema.yaml")
+    settings = run_settings(config, "lora")
+    settings.update(
+        device="cpu",
+        max_steps=4,
+        eval_steps=2,
+        save_steps=2,
+        logging_steps=1,
+        per_device_train_batch_size=2,
+        dataloader_num_workers=0,
+        lora={**settings["lora"], "r": 4, "alpha": 8},
+    )
+    settings.update(changes)
+    return settings
+
+
+def train_tiny(inputs, root: Path, settings: dict) -> dict:
+    base, train, dev = inputs
+    return finetune(base, train, dev, root / "adapter", root / "checkpoints", settings, threads=1)
+
+
+def test_a_weight_neutral_change_resumes_and_a_weight_change_starts_afresh(
+    inputs, tmp_path, caplog
+):
+    caplog.set_level(logging.INFO)
+    first = train_tiny(inputs, tmp_path, tiny_settings())
+    assert first["resumed_from"] is None and first["global_step"] == 4
+
+    # Logging, evaluation and saving intervals cannot change the weights: the run resumes.
+    neutral = tiny_settings(eval_steps=1, logging_steps=2, save_total_limit=3)
+    again = train_tiny(inputs, tmp_path, neutral)
+    assert again["resumed_from"] and again["resumed_from"].endswith("checkpoint-4")
+    assert "eval_steps" in caplog.text and "without effect on the weights" in caplog.text
+
+    # A new learning rate can: afresh, with the key named and the old checkpoints kept aside.
+    caplog.clear()
+    fresh = train_tiny(inputs, tmp_path, tiny_settings(learning_rate=5e-4))
+    assert fresh["resumed_from"] is None
+    assert "starting afresh: learning_rate changed" in caplog.text
+    aside = list(tmp_path.glob("checkpoints.replaced-*"))
+    assert len(aside) == 1 and (aside[0] / "checkpoint-4").is_dir()
+
+
+def test_a_run_too_short_for_adalora_names_the_keys(inputs, tmp_path):
+    with pytest.raises(WhisperforgeError, match=r"train.max_steps or train.num_train_epochs"):
+        train_tiny(inputs, tmp_path, tiny_settings(use_adalora=True, max_steps=2))
+    assert not (tmp_path / "adapter").exists()
+    assert adalora_schedule(3) == {"tinit": 1, "tfinal": 1, "deltaT": 1}
+    assert adalora_schedule(1000) == {"tinit": 100, "tfinal": 200, "deltaT": 10}
+
+
+def test_an_overflowed_step_never_reaches_the_adalora_rank_allocator(inputs):
+    base, _, _ = inputs
+    settings = tiny_settings(use_adalora=True)
+    _, model = load_base(base, settings)
+    model = add_adapters(model, settings, total_steps=100)
+    budget = AdaLoraBudget(model)
+    allocator = model.base_model.rankallocator
+    lora_params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+
+    def backward(value: float) -> None:
+        for _, p in lora_params:
+            p.grad = torch.full_like(p, value)
+
+    state = SimpleNamespace(global_step=20)  # inside the budgeting phase: importance updated
+    backward(0.5)
+    budget.on_pre_optimizer_step(None, state, None)
+    assert allocator.exp_avg_ipt, "a finite step updates the importance scores"
+    before = {k: v.clone() for k, v in allocator.exp_avg_ipt.items()}
+
+    backward(float("inf"))  # an fp16 overflow: the optimizer skips this step, and so must AdaLoRA
+    state.global_step = 21
+    budget.on_pre_optimizer_step(None, state, None)
+    for name, value in allocator.exp_avg_ipt.items():
+        assert torch.isfinite(value).all(), f"{name}: inf/NaN in the importance average"
+        assert torch.equal(value, before[name])
+
+
+def test_dev_evaluation_uses_a_fixed_seeded_sample():
+    records = [{"sentence": str(i)} for i in range(50)]
+    sample = eval_sample(records, 10, seed=42)
+    assert len(sample) == 10 and sample == eval_sample(records, 10, seed=42)
+    assert sample != eval_sample(records, 10, seed=1)
+    assert [int(r["sentence"]) for r in sample] == sorted(int(r["sentence"]) for r in sample)
+    assert eval_sample(records, None, seed=42) == records == eval_sample(records, 50, seed=42)
+
+
+@pytest.mark.parametrize(
+    ("micro", "accum", "gpus", "effective", "expected"),
+    [
+        (8, 1, 1, None, (8, 1, 8)),
+        (8, 1, 2, None, (4, 1, 8)),  # two processes split the micro-batch
+        (4, 4, 2, None, (4, 2, 8 * 2)),  # ... or the accumulation
+        ("auto", 1, 2, 8, (None, 1, 8)),  # the preflight picks the micro-batch
+    ],
+)
+def test_processes_split_the_effective_batch(micro, accum, gpus, effective, expected):
+    settings = {
+        "per_device_train_batch_size": micro,
+        "gradient_accumulation_steps": accum,
+        "gpus": gpus,
+        "effective_batch_size": effective,
+    }
+    assert batch_plan(settings) == expected
+
+
+@pytest.mark.parametrize(
+    ("micro", "accum", "gpus", "effective", "key"),
+    [
+        (8, 1, 3, None, "train.gpus"),
+        ("auto", 1, 1, None, "train.effective_batch_size"),
+        (8, 2, 1, 8, "train.effective_batch_size"),
+    ],
+)
+def test_a_batch_that_cannot_be_split_names_the_key(micro, accum, gpus, effective, key):
+    settings = {
+        "per_device_train_batch_size": micro,
+        "gradient_accumulation_steps": accum,
+        "gpus": gpus,
+        "effective_batch_size": effective,
+    }
+    with pytest.raises(WhisperforgeError, match=rf"^config {key}:"):
+        batch_plan(settings)
