@@ -77,8 +77,11 @@ def test_every_rule_has_log_and_conda_and_heavy_rules_a_benchmark():
         assert "conda:" in body, name
     for heavy in ("extract_aishell", "finetune", "pretrain_base", "merge", "export_ct2"):
         assert "benchmark:" in found[heavy], heavy
-    for gpu_rule in ("finetune", "pretrain_base", "transcribe", "speed"):
+    for gpu_rule in ("pretrain_base", "transcribe", "speed"):
         assert "gpu=1" in found[gpu_rule], gpu_rule
+    # A run asks for as many devices as it trains with (train.gpus).
+    assert 'gpu=lambda wc: run_settings(config, wc.run)["gpus"]' in found["finetune"]
+    assert "gpu=" not in found["export_ct2"], "its probe decodes on the CPU"
 
 
 def test_env_files_parse_and_cover_their_scripts_imports():

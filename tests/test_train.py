@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from types import SimpleNamespace
@@ -117,11 +118,13 @@ def test_a_weight_neutral_change_resumes_and_a_weight_change_starts_afresh(
     assert len(aside) == 1 and (aside[0] / "checkpoint-4").is_dir()
 
 
-def test_a_run_too_short_for_adalora_names_the_keys(inputs, tmp_path):
-    with pytest.raises(WhisperforgeError, match=r"train.max_steps or train.num_train_epochs"):
-        train_tiny(inputs, tmp_path, tiny_settings(use_adalora=True, max_steps=2))
-    assert not (tmp_path / "adapter").exists()
-    assert adalora_schedule(3) == {"tinit": 1, "tfinal": 1, "deltaT": 1}
+def test_a_short_adalora_run_gets_a_schedule_peft_accepts(inputs, tmp_path):
+    # PEFT's own error for 2 steps with a 1-step warm-up and a 1-step final phase was
+    # "The supplied schedule values don't allow for a budgeting phase".
+    summary = train_tiny(inputs, tmp_path, tiny_settings(use_adalora=True, max_steps=2))
+    assert summary["global_step"] == 2
+    config = json.loads((tmp_path / "adapter/checkpoint-final/adapter_config.json").read_text())
+    assert (config["peft_type"], config["total_step"], config["tinit"]) == ("ADALORA", 2, 0)
     assert adalora_schedule(1000) == {"tinit": 100, "tfinal": 200, "deltaT": 10}
 
 

@@ -1,0 +1,133 @@
+"""The real config.yaml through the real rules, on large-v3-turbo's shape narrowed for speed.
+
+The base model has turbo's 32 encoder + 4 decoder layers, 20 heads, 128 mel bins, vocabulary and
+generation config, at d_model 80 instead of 1280 (benchmarks/bench_realshape.py runs the full
+width). Overridden, and nothing else: the base model, the data archive, step counts, and
+train.device (config.yaml asks for a GPU; this machine has none). So the real train, eval and
+export settings run: micro-batch 8, gradient checkpointing, speed and volume augmentation,
+transformers padding, LoRA r32 and AdaLoRA, float16 export, beam 5.
+
+Narrowing the width does not make this cheap: 20 heads over 1,500 encoder frames in 32 layers cost
+about 10 s per training sample and 5 s per decoded utterance on 2 cores at any width. So the
+archive is the demo's cut to one speaker per split (8 train, 2 dev, 2 test utterances): one
+optimizer step of micro-batch 8 per LoRA epoch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import ROOT, copy_workflow, snakemake
+
+from whisperforge.tinymodel import build_published_shape
+
+pytestmark = pytest.mark.realshape
+
+KEEP = {"S0002": 8, "S0724": 2, "S0764": 2}  # speaker -> utterances kept (train, dev, test)
+OVERLAY = {
+    "train": {"device": "cpu", "max_steps": 1},
+    "runs": {"lora": {}, "adalora": {"use_adalora": True, "max_steps": 2}},
+}
+MODELS = ("base", "lora", "adalora")
+
+
+def trimmed_demo_archive(out: Path) -> Path:
+    """demo/data_aishell.tgz with only the speakers (and first utterances) of KEEP."""
+    with tarfile.open(ROOT / "demo/data_aishell.tgz") as demo, tarfile.open(out, "w:gz") as tgz:
+        for member in demo.getmembers():
+            speaker = Path(member.name).name.removesuffix(".tar.gz")
+            if member.name.endswith(".tar.gz") and speaker not in KEEP:
+                continue
+            data = demo.extractfile(member).read() if member.isfile() else None
+            if data is not None and speaker in KEEP:
+                data = first_wavs(data, KEEP[speaker])
+                member.size = len(data)
+            tgz.addfile(member, io.BytesIO(data) if data is not None else None)
+    return out
+
+
+def first_wavs(speaker_tar: bytes, n: int) -> bytes:
+    out = io.BytesIO()
+    with (
+        tarfile.open(fileobj=io.BytesIO(speaker_tar)) as src,
+        tarfile.open(fileobj=out, mode="w:gz") as dst,
+    ):
+        wavs = sorted(
+            (m for m in src.getmembers() if m.name.endswith(".wav")), key=lambda m: m.name
+        )
+        for member in wavs[:n]:
+            dst.addfile(member, src.extractfile(member))
+    return out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def real(tmp_path_factory) -> Path:
+    workdir = copy_workflow(tmp_path_factory.mktemp("realshape"))
+    base = build_published_shape(workdir / "turbo-narrow", "large-v3-turbo", d_model=80)
+    archive = trimmed_demo_archive(workdir / "data_aishell.tgz")
+    data = {
+        "archive": str(archive),
+        "md5": hashlib.md5(archive.read_bytes()).hexdigest(),
+        "size": archive.stat().st_size,
+    }
+    overlay = {**OVERLAY, "model": {"base": str(base)}, "data": data}
+    (workdir / "realshape.yaml").write_text(yaml.safe_dump(overlay))
+    snakemake(workdir, "--configfile", "config.yaml", "realshape.yaml", "--resources", "gpu=1")
+    return workdir
+
+
+def test_the_real_settings_train_lora_and_adalora_at_turbo_depth(real):
+    for run, steps, peft_type in (("lora", 1, "LORA"), ("adalora", 2, "ADALORA")):
+        adapter = real / "results/models" / run / "adapter"
+        summary = json.loads((adapter / "training_summary.json").read_text())
+        assert summary["global_step"] == steps
+        assert (summary["micro_batch"], summary["gradient_accumulation"]) == (8, 1)
+        assert summary["gradient_checkpointing"] is True
+        assert summary["precision"] == "fp32"  # the CPU's; auto gives fp16 on a 2080 Ti
+        config = json.loads((adapter / "checkpoint-final/adapter_config.json").read_text())
+        assert config["peft_type"] == peft_type
+        assert set(config["target_modules"]) == {
+            "k_proj",
+            "q_proj",
+            "v_proj",
+            "out_proj",
+            "fc1",
+            "fc2",
+        }
+        merged = json.loads((real / "results/models" / run / "merged/config.json").read_text())
+        assert (merged["encoder_layers"], merged["decoder_layers"]) == (32, 4)
+        assert (merged["num_mel_bins"], merged["vocab_size"]) == (128, 51866)
+    assert (
+        json.loads(
+            (real / "results/models/lora/adapter/checkpoint-final/adapter_config.json").read_text()
+        )["r"]
+        == 32
+    )
+
+
+def test_the_float16_export_keeps_128_mel_bins_and_turbo_alignment_heads(real):
+    for model in MODELS:
+        ct2 = real / "results/models" / model / "ct2-float16"
+        assert json.loads((ct2 / "preprocessor_config.json").read_text())["feature_size"] == 128
+        config = json.loads((ct2 / "config.json").read_text())
+        assert config["alignment_heads"] == [[2, 4], [2, 11], [3, 3], [3, 6], [3, 11], [3, 14]]
+        assert "<|yue|>" in config["lang_ids"] or len(config["lang_ids"]) == 100
+
+
+def test_every_model_is_transcribed_scored_and_summarized(real):
+    test_ids = (real / "results/manifests/test.jsonl").read_text().splitlines()
+    assert len(test_ids) == KEEP["S0764"]
+    for model in MODELS:
+        hyps = (real / "results/eval" / model / "test/hyp.jsonl").read_text().splitlines()
+        assert len(hyps) == len(test_ids)
+        cer = json.loads((real / "results/eval" / model / "test/cer.json").read_text())
+        assert cer["n_utts"] == len(test_ids) and cer["cer"] is not None
+    summary = (real / "results/summary.md").read_text()
+    for model in MODELS:
+        assert model in summary
