@@ -31,6 +31,7 @@ import yaml
 
 from whisperforge.config import deep_merge, looks_like_path, run_settings, validate_config
 from whisperforge.errors import WhisperforgeError
+from whisperforge.gpu import CPU_OK_PARAMETERS, parameter_count
 
 GB = 10**9
 GIB = 2**30
@@ -48,8 +49,6 @@ TINY_WEIGHT_BYTES = 30_000_000
 LORA_CHECKPOINT_SHARE_PER_RANK = 3 * 0.07 / 32
 CT2_BYTES_PER_WEIGHT_BYTE = {"float32": 2.0, "int8": 0.5, "int8_float32": 0.5, "int8_float16": 0.5}
 
-# A model this small trains in minutes on a CPU; `train.device: auto` picks the CPU only for it.
-CPU_OK_PARAMETERS = 30_000_000
 # Merging loads the base in float32 on the host.
 RAM_WANTED_BYTES = 16 * GB
 
@@ -285,21 +284,6 @@ def base_weight_bytes(config: dict[str, Any], workdir: Path) -> int:
     )
     measured = weights_bytes(model_dir) if model_dir.is_dir() else 0
     return measured or HUB_WEIGHT_BYTES.get(model["base"], DEFAULT_HUB_WEIGHT_BYTES)
-
-
-def parameter_count(model_dir: Path) -> int:
-    """Parameters in the safetensors files of a HF directory (headers only)."""
-    total = 0
-    for weights in model_dir.glob("*.safetensors"):
-        with open(weights, "rb") as f:
-            header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
-        for name, tensor in header.items():
-            if name != "__metadata__":
-                count = 1
-                for dim in tensor["shape"]:
-                    count *= dim
-                total += count
-    return total
 
 
 def cpu_ok_model(config: dict[str, Any], workdir: Path) -> bool:
