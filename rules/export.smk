@@ -25,6 +25,9 @@ rule provenance:
         model=lambda wc: hf_model_dir(wc.model),
         ct2=f"results/models/{{model}}/{CT2_DIR}",
         manifests=[manifest(split) for split in SPLITS],
+        adapter=lambda wc: (
+            [] if wc.model == "base" else f"results/models/{wc.model}/adapter"
+        ),
     output:
         report(
             "results/models/{model}/provenance.json",

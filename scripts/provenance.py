@@ -20,6 +20,9 @@ def main(smk):
         export=smk.params.export,
         # The workflow checkout (scripts/..), whatever the working directory is.
         workflow_dir=Path(smk.scriptdir).parent,
+        training_summary=Path(smk.input.adapter) / "training_summary.json"
+        if smk.input.get("adapter")
+        else None,
     )
 
 

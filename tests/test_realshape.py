@@ -100,6 +100,9 @@ def test_the_real_settings_train_lora_and_adalora_at_turbo_depth(real):
             "fc1",
             "fc2",
         }
+        provenance = json.loads((real / "results/models" / run / "provenance.json").read_text())
+        assert provenance["model"]["training"]["micro_batch"] == 8
+        assert provenance["model"]["training"]["gradient_accumulation"] == 1
         merged = json.loads((real / "results/models" / run / "merged/config.json").read_text())
         assert (merged["encoder_layers"], merged["decoder_layers"]) == (32, 4)
         assert (merged["num_mel_bins"], merged["vocab_size"]) == (128, 51866)

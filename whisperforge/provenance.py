@@ -10,6 +10,7 @@ inputs on the same machine gives the same file.
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import platform
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -108,11 +109,14 @@ def collect_provenance(
     settings: Mapping[str, Any],
     export: Mapping[str, Any],
     workflow_dir: str | Path | None = None,
+    training_summary: str | Path | None = None,
 ) -> dict[str, Any]:
     """The provenance record of one model (see the module docstring); JSON-serializable.
 
     Manifests are keyed by their path as given (relative paths keep the record portable).
-    `workflow_dir` defaults to the checkout this package is imported from.
+    `workflow_dir` defaults to the checkout this package is imported from. A run's
+    `training_summary` (the finetune step's training_summary.json) adds how it was trained:
+    device, precision, processes and the batch split the memory preflight settled on.
     """
     ct2_dir = Path(ct2_dir)
     manifest_hashes = {}
@@ -127,6 +131,7 @@ def collect_provenance(
             "revision": revision,
             "hf_dir": str(model_dir),
             "settings": dict(settings or {}),
+            "training": training_facts(training_summary),
         },
         "data": {
             "archive_md5": archive_md5,
@@ -147,6 +152,26 @@ def collect_provenance(
             "platform": platform.platform(),
         },
     }
+
+
+TRAINING_FACTS = (
+    "device",
+    "precision",
+    "processes",
+    "micro_batch",
+    "gradient_accumulation",
+    "effective_batch",
+    "gradient_checkpointing",
+    "global_step",
+)
+
+
+def training_facts(summary_path: str | Path | None) -> dict[str, Any] | None:
+    """The reproducible part of a training summary (no timings)."""
+    if summary_path is None:
+        return None
+    summary = json.loads(Path(summary_path).read_text())
+    return {key: summary.get(key) for key in TRAINING_FACTS}
 
 
 def write_provenance(

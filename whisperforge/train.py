@@ -259,10 +259,10 @@ def training_arguments(
         per_device_train_batch_size=plan.micro_batch or 1,  # auto: set by the preflight
         per_device_eval_batch_size=settings["per_device_eval_batch_size"],
         gradient_accumulation_steps=plan.accumulation,
-        gradient_checkpointing=settings["gradient_checkpointing"],
-        # Non-reentrant checkpointing needs no input gradients (frozen embeddings under LoRA)
-        # and works under DDP.
-        gradient_checkpointing_kwargs={"use_reentrant": False},
+        # transformers 5's name for gradient checkpointing. Non-reentrant checkpointing needs no
+        # input gradients (frozen embeddings under LoRA) and works under DDP.
+        activation_checkpointing=settings["gradient_checkpointing"],
+        activation_checkpointing_kwargs={"use_reentrant": False},
         learning_rate=settings["learning_rate"],
         warmup_steps=settings["warmup_steps"],
         num_train_epochs=settings["num_train_epochs"],
