@@ -23,6 +23,7 @@ rule transcribe:
         batch_size=config["eval"]["batch_size"],
         compute_type=config["eval"]["compute_type"],
         vad_filter=config["eval"]["vad_filter"],
+        device=config["train"]["device"],  # cuda: stop at once where there is no GPU
         code=source_digest("transcribe.py"),
     script:
         "../scripts/transcribe.py"
@@ -72,6 +73,7 @@ rule speed:
         beam_size=config["eval"]["beam_size"],
         compute_type=config["eval"]["compute_type"],
         utterances=config["eval"]["speed_utterances"],
+        device=config["train"]["device"],
     script:
         "../scripts/speed.py"
 

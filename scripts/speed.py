@@ -16,6 +16,7 @@ def main(smk):
         beam_size=smk.params.beam_size,
         compute_type=smk.params.compute_type,
         threads=smk.threads,
+        device=smk.params.device,
     )
     write_json(smk.output[0], result)
 

@@ -17,6 +17,7 @@ def main(smk):
         compute_type=smk.params.compute_type,
         vad_filter=smk.params.vad_filter,
         threads=smk.threads,
+        device=smk.params.device,
     )
 
 

@@ -270,3 +270,15 @@ def test_measure_speed_times_both_back_ends(tiny, exported, manifest):
     assert result["speedup"] > 0
     assert 0 <= result["hf_texts_equal_ct2"] <= 2
     json.dumps(result)  # JSON-able for write_json
+
+
+def test_decoding_where_the_config_wants_a_gpu_stops_at_once_without_one(monkeypatch):
+    import ctranslate2
+
+    from whisperforge.transcribe import pick_device_and_compute_type
+
+    monkeypatch.setattr(ctranslate2, "get_cuda_device_count", lambda: 0)
+    with pytest.raises(WhisperforgeError, match=r"^config train.device: cuda: CTranslate2 sees no"):
+        pick_device_and_compute_type("auto", "cuda")
+    assert pick_device_and_compute_type("auto", "cpu") == ("cpu", "default")
+    assert pick_device_and_compute_type("auto", "auto") == ("cpu", "default")

@@ -15,7 +15,14 @@ from typing import Any
 
 from whisperforge.errors import WhisperforgeError
 from whisperforge.manifest import read_manifest
-from whisperforge.transcribe import SAMPLE_RATE, decode_one, load_audio, load_model, one_line
+from whisperforge.transcribe import (
+    SAMPLE_RATE,
+    decode_one,
+    load_audio,
+    load_model,
+    one_line,
+    pick_device_and_compute_type,
+)
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +83,10 @@ def measure_speed(
     beam_size: int = 5,
     compute_type: str = "auto",
     threads: int = 2,
+    device: str = "auto",
 ) -> dict[str, Any]:
     """Decode the first `n_utterances` with both back ends; return timings and the speedup."""
+    pick_device_and_compute_type(compute_type, device)  # train.device: cuda without one stops here
     hf_dir = Path(hf_dir)
     if n_utterances < 1:
         raise WhisperforgeError(f"eval.speed_utterances must be >= 1, got {n_utterances}")
@@ -91,7 +100,7 @@ def measure_speed(
 
     hf_texts, hf_s, hf_device, dtype = _time_hf(hf_dir, audios, language, beam_size, threads)
 
-    ct2, ct2_device, ctype = load_model(ct2_dir, compute_type, threads)
+    ct2, ct2_device, ctype = load_model(ct2_dir, compute_type, threads, device=device)
     opts = {"language": language, "task": "transcribe", "beam_size": beam_size}
     decode_one(ct2, audios[0], **opts)  # warm-up
     t0 = time.perf_counter()

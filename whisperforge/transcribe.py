@@ -51,12 +51,19 @@ def pick_device_and_compute_type(compute_type: str, device: str = "auto") -> tup
     """("cuda", "float16") with a GPU and ("cpu", "default") without, for "auto"; else pass through.
 
     "default" keeps the export's own type where the device supports it (a float16 export runs in
-    float32 on a CPU, where "float16" would raise). `device="cpu"` keeps off the GPUs.
+    float32 on a CPU, where "float16" would raise). `device` is `train.device`: "cpu" keeps off
+    the GPUs, "cuda" stops at once when CTranslate2 sees none (rather than decode for days).
     """
     import ctranslate2
 
+    gpus = ctranslate2.get_cuda_device_count()
+    if device == "cuda" and gpus == 0:
+        raise WhisperforgeError(
+            "config train.device: cuda: CTranslate2 sees no CUDA device; set train.device: cpu "
+            "to decode on the CPU anyway (python -m whisperforge doctor tells why)"
+        )
     if device == "auto":
-        device = "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+        device = "cuda" if gpus > 0 else "cpu"
     if compute_type == "auto":
         return device, "float16" if device == "cuda" else "default"
     return device, compute_type
@@ -213,6 +220,7 @@ def transcribe_manifest(
     vad_filter: bool = False,
     threads: int = 2,
     progress: bool = True,
+    device: str = "auto",
 ) -> dict[str, Any]:
     """Write `{"id", "ref", "hyp", "audio_s", "decode_s"}` per manifest line, in manifest order.
 
@@ -228,7 +236,7 @@ def transcribe_manifest(
     records = read_manifest(manifest)
     if not records:
         raise WhisperforgeError(f"{manifest}: manifest has no utterances")
-    model, device, ctype = load_model(ct2_dir, compute_type, threads)
+    model, device, ctype = load_model(ct2_dir, compute_type, threads, device=device)
     pipeline = BatchedInferencePipeline(model) if batch_size > 1 else None
     opts = {"language": language, "task": task, "beam_size": beam_size}
     log.info(
