@@ -13,9 +13,11 @@ import yaml
 from conftest import ROOT, record_of, speech_like
 from safetensors.torch import load_file
 
+import whisperforge.train as train_module
 from whisperforge.config import run_settings, validate_config
 from whisperforge.errors import WhisperforgeError
-from whisperforge.manifest import write_jsonl
+from whisperforge.manifest import read_manifest, write_jsonl
+from whisperforge.memory import estimate_training_memory
 from whisperforge.tinymodel import build_tiny_whisper
 from whisperforge.train import (
     AdaLoraBudget,
@@ -24,6 +26,7 @@ from whisperforge.train import (
     batch_plan,
     eval_sample,
     finetune,
+    label_tokens,
     load_base,
 )
 
@@ -200,3 +203,29 @@ def test_a_batch_that_cannot_be_split_names_the_key(micro, accum, gpus, effectiv
     }
     with pytest.raises(WhisperforgeError, match=rf"^config {key}:"):
         batch_plan(settings)
+
+
+def test_an_auto_micro_batch_is_the_largest_that_fits_and_keeps_the_effective_batch(
+    inputs, tmp_path, monkeypatch
+):
+    base, train, _ = inputs
+    settings = tiny_settings(per_device_train_batch_size="auto", effective_batch_size=4)
+    processor, model = load_base(base, settings)
+    model = add_adapters(model, settings, total_steps=4)
+    estimate = estimate_training_memory(
+        model,
+        precision="fp32",
+        gradient_checkpointing=True,
+        label_tokens=label_tokens(read_manifest(train), processor),
+    )
+    # Room for two samples, not three: micro-batch 2, accumulation 2 keeps the batch at 4.
+    budget = (estimate.peak(2) + estimate.peak(3)) // 2
+    monkeypatch.setattr(train_module, "free_memory", lambda device: (budget, "a test budget"))
+    summary = train_tiny(inputs, tmp_path, settings)
+    assert (summary["micro_batch"], summary["gradient_accumulation"]) == (2, 2)
+    assert summary["effective_batch"] == 4 and summary["global_step"] == 4
+    assert summary["memory_estimate_gb"] == round(estimate.peak(2) / 1e9, 2)
+
+    monkeypatch.setattr(train_module, "free_memory", lambda device: (1000, "a test budget"))
+    with pytest.raises(WhisperforgeError, match=r"^config train.per_device_train_batch_size: auto"):
+        train_tiny(inputs, tmp_path / "too-small", settings)

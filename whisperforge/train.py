@@ -304,6 +304,13 @@ def label_tokens(records: list[dict[str, Any]], processor: Any) -> int:
     return max(len(ids) for ids in processor.tokenizer(sentences).input_ids)
 
 
+def free_memory(device: str) -> tuple[int, str]:
+    """Bytes free for training on `device`, and where they are (for the preflight's message)."""
+    if device == "cuda":
+        return torch.cuda.mem_get_info()[0], f"cuda:0 ({torch.cuda.get_device_name()})"
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"), "this machine's RAM"
+
+
 def memory_preflight(model: Any, plan: TrainingPlan, settings: dict[str, Any], tokens: int) -> dict:
     """Check (or, for `auto`, pick) the micro-batch against the device's free memory.
 
@@ -320,10 +327,7 @@ def memory_preflight(model: Any, plan: TrainingPlan, settings: dict[str, Any], t
         gradient_checkpointing=settings["gradient_checkpointing"],
         label_tokens=tokens,
     )
-    if plan.device == "cuda":
-        budget, where = torch.cuda.mem_get_info()[0], f"{torch.cuda.get_device_name()} free"
-    else:
-        budget, where = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"), "RAM free"
+    budget, where = free_memory(plan.device)
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         shared = torch.tensor([budget], device=plan.device if plan.device == "cuda" else "cpu")
         torch.distributed.all_reduce(shared, op=torch.distributed.ReduceOp.MIN)
