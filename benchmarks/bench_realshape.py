@@ -5,7 +5,8 @@
 Builds a random-weight model of the published shape (d_model 1280, 32 + 4 layers, 20 heads,
 ffn 5120, 128 mel bins, vocabulary 51,866; `whisperforge.tinymodel.build_published_shape`) and
 runs the workflow on it with config.yaml as it is, overridden only in the base model, the data
-(the demo archive), `train.max_steps` and `train.device: cpu`: micro-batch 8, gradient
+(the demo archive cut to one speaker per split: 8 train, 2 dev, 2 test utterances, as in
+tests/test_realshape.py), `train.max_steps` and `train.device: cpu`: micro-batch 8, gradient
 checkpointing, speed/volume augmentation, LoRA r32 on k/q/v/out_proj/fc1/fc2, float16 export,
 beam 5. The targets are the `lora` run's merged model, its CTranslate2 export and its test-split
 CER. Prints, per stage, the wall time and the peak resident memory that Snakemake's `benchmark:`
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
 import os
 import platform
@@ -32,10 +34,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from conftest import copy_workflow  # noqa: E402
+from conftest import copy_workflow, trimmed_demo_archive  # noqa: E402
 
 from whisperforge.tinymodel import build_published_shape  # noqa: E402
 
+KEEP = {"S0002": 8, "S0724": 2, "S0764": 2}  # speaker -> utterances (train, dev, test)
 STAGES = ("finetune_lora", "merge_lora", "export_ct2_lora", "transcribe_lora_test")
 
 
@@ -61,10 +64,14 @@ def main() -> None:
     if not (base / "config.json").is_file():
         build_published_shape(base, args.shape, d_model=args.d_model)
     build_s = time.perf_counter() - t0
-    demo = yaml.safe_load((ROOT / "profiles/demo/demo.yaml").read_text())
+    archive = trimmed_demo_archive(workdir / "data_aishell.tgz", KEEP)
     overlay = {
         "model": {"base": str(base)},
-        "data": {k: demo["data"][k] for k in ("archive", "md5", "size")},
+        "data": {
+            "archive": str(archive),
+            "md5": hashlib.md5(archive.read_bytes()).hexdigest(),
+            "size": archive.stat().st_size,
+        },
         "train": {"device": "cpu", "max_steps": args.steps},
         "runs": {"lora": {}},
     }

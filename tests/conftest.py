@@ -130,6 +130,35 @@ def small_archive(tmp_path: Path) -> Path:
     return make_archive(tmp_path / "data_aishell.tgz", SMALL_UTTERANCES, SMALL_TRANSCRIPT)
 
 
+def trimmed_demo_archive(out: Path, keep: dict[str, int]) -> Path:
+    """demo/data_aishell.tgz cut to the speakers of `keep`, each to its first n utterances."""
+    with tarfile.open(ROOT / "demo/data_aishell.tgz") as demo, tarfile.open(out, "w:gz") as tgz:
+        for member in demo.getmembers():
+            speaker = Path(member.name).name.removesuffix(".tar.gz")
+            if member.name.endswith(".tar.gz") and speaker not in keep:
+                continue
+            data = demo.extractfile(member).read() if member.isfile() else None
+            if data is not None and speaker in keep:
+                data = first_wavs(data, keep[speaker])
+                member.size = len(data)
+            tgz.addfile(member, io.BytesIO(data) if data is not None else None)
+    return out
+
+
+def first_wavs(speaker_tar: bytes, n: int) -> bytes:
+    out = io.BytesIO()
+    with (
+        tarfile.open(fileobj=io.BytesIO(speaker_tar)) as src,
+        tarfile.open(fileobj=out, mode="w:gz") as dst,
+    ):
+        wavs = sorted(
+            (m for m in src.getmembers() if m.name.endswith(".wav")), key=lambda m: m.name
+        )
+        for member in wavs[:n]:
+            dst.addfile(member, src.extractfile(member))
+    return out.getvalue()
+
+
 def copy_workflow(dest: Path) -> Path:
     """A private copy of the workflow, so tests can edit code/config and run rules freely."""
     dest.mkdir(parents=True, exist_ok=True)

@@ -16,14 +16,12 @@ optimizer step of micro-batch 8 per LoRA epoch.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
-import tarfile
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, copy_workflow, snakemake
+from conftest import copy_workflow, snakemake, trimmed_demo_archive
 
 from whisperforge.tinymodel import build_published_shape
 
@@ -37,40 +35,11 @@ OVERLAY = {
 MODELS = ("base", "lora", "adalora")
 
 
-def trimmed_demo_archive(out: Path) -> Path:
-    """demo/data_aishell.tgz with only the speakers (and first utterances) of KEEP."""
-    with tarfile.open(ROOT / "demo/data_aishell.tgz") as demo, tarfile.open(out, "w:gz") as tgz:
-        for member in demo.getmembers():
-            speaker = Path(member.name).name.removesuffix(".tar.gz")
-            if member.name.endswith(".tar.gz") and speaker not in KEEP:
-                continue
-            data = demo.extractfile(member).read() if member.isfile() else None
-            if data is not None and speaker in KEEP:
-                data = first_wavs(data, KEEP[speaker])
-                member.size = len(data)
-            tgz.addfile(member, io.BytesIO(data) if data is not None else None)
-    return out
-
-
-def first_wavs(speaker_tar: bytes, n: int) -> bytes:
-    out = io.BytesIO()
-    with (
-        tarfile.open(fileobj=io.BytesIO(speaker_tar)) as src,
-        tarfile.open(fileobj=out, mode="w:gz") as dst,
-    ):
-        wavs = sorted(
-            (m for m in src.getmembers() if m.name.endswith(".wav")), key=lambda m: m.name
-        )
-        for member in wavs[:n]:
-            dst.addfile(member, src.extractfile(member))
-    return out.getvalue()
-
-
 @pytest.fixture(scope="module")
 def real(tmp_path_factory) -> Path:
     workdir = copy_workflow(tmp_path_factory.mktemp("realshape"))
     base = build_published_shape(workdir / "turbo-narrow", "large-v3-turbo", d_model=80)
-    archive = trimmed_demo_archive(workdir / "data_aishell.tgz")
+    archive = trimmed_demo_archive(workdir / "data_aishell.tgz", KEEP)
     data = {
         "archive": str(archive),
         "md5": hashlib.md5(archive.read_bytes()).hexdigest(),

@@ -46,42 +46,12 @@ def inputs(tmp_path_factory) -> tuple[Path, Path, Path]:
     return base, root / "train.jsonl", root / "dev.jsonl"
 
 
-def adapter_after_two_steps(inputs, out: Path, seed: int) -> dict:
-    config = yaml.safe_load((ROOT / "config.yaml").read_text())
-    validate_config(config, ROOT / "schemas/config.schema.yaml")  # fills the schema's defaults
-    settings = run_settings(config, "lora")
-    settings.update(
-        device="cpu",  # config.yaml asks for a GPU
-        seed=seed,
-        max_steps=2,
-        eval_steps=2,
-        save_steps=2,
-        logging_steps=1,
-        per_device_train_batch_size=2,
-        dataloader_num_workers=0,
-        lora={**settings["lora"], "r": 4, "alpha": 8},
-    )
-    base, train, dev = inputs
-    finetune(base, train, dev, out / "adapter", out / "checkpoints", settings, threads=1)
-    return load_file(out / "adapter/checkpoint-final/adapter_model.safetensors")
-
-
-def test_same_seed_gives_the_same_adapter_and_another_seed_does_not(inputs, tmp_path):
-    first = adapter_after_two_steps(inputs, tmp_path / "a", seed=7)
-    again = adapter_after_two_steps(inputs, tmp_path / "b", seed=7)
-    other = adapter_after_two_steps(inputs, tmp_path / "c", seed=8)
-    assert first.keys() == again.keys() == other.keys()
-    # LoRA's A matrices are drawn at random when the adapters are added: from the run's seed.
-    assert all((first[k] == again[k]).all() for k in first), "same seed, different adapters"
-    assert any((first[k] != other[k]).any() for k in first), "the seed changes nothing"
-
-
 def tiny_settings(**changes) -> dict:
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
     validate_config(config, ROOT / "schemas/config.schema.yaml")
     settings = run_settings(config, "lora")
     settings.update(
-        device="cpu",
+        device="cpu",  # config.yaml asks for a GPU
         max_steps=4,
         eval_steps=2,
         save_steps=2,
@@ -97,6 +67,21 @@ def tiny_settings(**changes) -> dict:
 def train_tiny(inputs, root: Path, settings: dict) -> dict:
     base, train, dev = inputs
     return finetune(base, train, dev, root / "adapter", root / "checkpoints", settings, threads=1)
+
+
+def adapter_after_two_steps(inputs, out: Path, seed: int) -> dict:
+    train_tiny(inputs, out, tiny_settings(seed=seed, max_steps=2))
+    return load_file(out / "adapter/checkpoint-final/adapter_model.safetensors")
+
+
+def test_same_seed_gives_the_same_adapter_and_another_seed_does_not(inputs, tmp_path):
+    first = adapter_after_two_steps(inputs, tmp_path / "a", seed=7)
+    again = adapter_after_two_steps(inputs, tmp_path / "b", seed=7)
+    other = adapter_after_two_steps(inputs, tmp_path / "c", seed=8)
+    assert first.keys() == again.keys() == other.keys()
+    # LoRA's A matrices are drawn at random when the adapters are added: from the run's seed.
+    assert all((first[k] == again[k]).all() for k in first), "same seed, different adapters"
+    assert any((first[k] != other[k]).any() for k in first), "the seed changes nothing"
 
 
 def test_a_weight_neutral_change_resumes_and_a_weight_change_starts_afresh(
@@ -167,6 +152,15 @@ def test_dev_evaluation_uses_a_fixed_seeded_sample():
     assert eval_sample(records, None, seed=42) == records == eval_sample(records, 50, seed=42)
 
 
+def batch_settings(micro, accum: int, gpus: int, effective: int | None) -> dict:
+    return {
+        "per_device_train_batch_size": micro,
+        "gradient_accumulation_steps": accum,
+        "gpus": gpus,
+        "effective_batch_size": effective,
+    }
+
+
 @pytest.mark.parametrize(
     ("micro", "accum", "gpus", "effective", "expected"),
     [
@@ -177,13 +171,7 @@ def test_dev_evaluation_uses_a_fixed_seeded_sample():
     ],
 )
 def test_processes_split_the_effective_batch(micro, accum, gpus, effective, expected):
-    settings = {
-        "per_device_train_batch_size": micro,
-        "gradient_accumulation_steps": accum,
-        "gpus": gpus,
-        "effective_batch_size": effective,
-    }
-    assert batch_plan(settings) == expected
+    assert batch_plan(batch_settings(micro, accum, gpus, effective)) == expected
 
 
 @pytest.mark.parametrize(
@@ -195,14 +183,8 @@ def test_processes_split_the_effective_batch(micro, accum, gpus, effective, expe
     ],
 )
 def test_a_batch_that_cannot_be_split_names_the_key(micro, accum, gpus, effective, key):
-    settings = {
-        "per_device_train_batch_size": micro,
-        "gradient_accumulation_steps": accum,
-        "gpus": gpus,
-        "effective_batch_size": effective,
-    }
     with pytest.raises(WhisperforgeError, match=rf"^config {key}:"):
-        batch_plan(settings)
+        batch_plan(batch_settings(micro, accum, gpus, effective))
 
 
 def test_an_auto_micro_batch_is_the_largest_that_fits_and_keeps_the_effective_batch(
