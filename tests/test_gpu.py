@@ -125,3 +125,12 @@ def test_a_multi_gpu_job_claims_that_many_free_devices(tmp_path):
         single.wait()
     finally:
         pair.wait()
+
+
+def test_8bit_on_a_machine_without_cuda_is_one_line_naming_the_key(tmp_path, monkeypatch):
+    from whisperforge.train import make_plan
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    settings = {"device": "cpu", "precision": "auto", "fp16": "auto", "use_8bit": True}
+    with pytest.raises(WhisperforgeError, match=r"^config train.use_8bit: needs a CUDA device"):
+        make_plan(settings, tmp_path)
