@@ -1,12 +1,12 @@
 # Config validation, run names and the paths every stage agrees on.
 
-import hashlib
 import re
 import sys
 from pathlib import Path
 
 sys.path.insert(0, workflow.basedir)
 
+from whisperforge.code import module_digest
 from whisperforge.config import run_settings, validate_config
 from whisperforge.errors import WhisperforgeError
 
@@ -24,12 +24,14 @@ CT2_DIR = f"ct2-{config['export']['quantization']}"
 TINY_BASE = config["model"]["base"] == "tiny"
 
 
-def source_digest(*modules):
-    """Digest of the stage modules a step runs (Snakemake's code trigger sees only scripts)."""
-    digest = hashlib.sha256()
-    for module in modules:
-        digest.update((Path(workflow.basedir) / "whisperforge" / module).read_bytes())
-    return digest.hexdigest()[:16]
+def code_digest(script):
+    """Digest of the whisperforge modules a step script imports, directly or through others.
+
+    Snakemake's code trigger sees only the script itself; as a param, this reruns a step when a
+    module it runs changes. Derived from the imports (whisperforge/code.py), so it cannot drift.
+    """
+    basedir = Path(workflow.basedir)
+    return module_digest(basedir / "scripts" / script, basedir)
 
 
 def archive_path(corpus="aishell"):

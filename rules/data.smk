@@ -16,6 +16,7 @@ if not config["data"]["archive"] and not config["data"]["manifests"]:
             urls=config["data"]["urls"],
             md5=config["data"]["md5"],
             size=config["data"]["size"],
+            code=code_digest("download_aishell.py"),
         script:
             "../scripts/download_aishell.py"
 
@@ -37,6 +38,7 @@ rule extract_aishell:
     params:
         md5=lambda wc: archive_checks(wc.corpus)["md5"],
         size=lambda wc: archive_checks(wc.corpus)["size"],
+        code=code_digest("extract_aishell.py"),
     script:
         "../scripts/extract_aishell.py"
 
@@ -53,6 +55,8 @@ if config["data"]["manifests"]:
             "logs/data/import_manifests.log",
         conda:
             "../envs/data.yaml"
+        params:
+            code=code_digest("import_manifests.py"),
         script:
             "../scripts/import_manifests.py"
 
@@ -71,6 +75,7 @@ else:
             "../envs/data.yaml"
         params:
             **manifest_params(SPLITS),
+            code=code_digest("build_manifests.py"),
         script:
             "../scripts/build_manifests.py"
 
@@ -91,5 +96,6 @@ rule build_base_domain_manifests:
         "../envs/data.yaml"
     params:
         **manifest_params(["train", "dev"]),
+        code=code_digest("build_manifests.py"),
     script:
         "../scripts/build_manifests.py"

@@ -24,7 +24,7 @@ rule transcribe:
         compute_type=config["eval"]["compute_type"],
         vad_filter=config["eval"]["vad_filter"],
         device=config["train"]["device"],  # cuda: stop at once where there is no GPU
-        code=source_digest("transcribe.py"),
+        code=code_digest("transcribe.py"),
     script:
         "../scripts/transcribe.py"
 
@@ -47,7 +47,7 @@ rule score:
         "../envs/evaluate.yaml"
     params:
         numerals_to_chinese=config["eval"]["numerals_to_chinese"],
-        code=source_digest("score.py"),
+        code=code_digest("score.py"),
     script:
         "../scripts/score.py"
 
@@ -74,6 +74,7 @@ rule speed:
         compute_type=config["eval"]["compute_type"],
         utterances=config["eval"]["speed_utterances"],
         device=config["train"]["device"],
+        code=code_digest("speed.py"),
     script:
         "../scripts/speed.py"
 
@@ -130,5 +131,6 @@ rule summarize:
         models=MODELS,
         runs={run: run_settings(config, run) for run in RUNS},
         splits=EVAL_SPLITS,
+        code=code_digest("summarize.py"),
     script:
         "../scripts/summarize.py"

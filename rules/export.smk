@@ -15,7 +15,7 @@ rule export_ct2:
         "../envs/export.yaml"
     params:
         quantization=config["export"]["quantization"],
-        code=source_digest("export.py"),
+        code=code_digest("export_ct2.py"),
     script:
         "../scripts/export_ct2.py"
 
@@ -45,5 +45,6 @@ rule provenance:
         revision=config["model"]["revision"],
         settings=lambda wc: {} if wc.model == "base" else run_settings(config, wc.model),
         export=config["export"],
+        code=code_digest("provenance.py"),
     script:
         "../scripts/provenance.py"

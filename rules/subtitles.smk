@@ -84,6 +84,6 @@ rule subtitles:
             )
         },
         compute_type=config["eval"]["compute_type"],
-        code=source_digest("subtitles.py", "transcribe.py"),
+        code=code_digest("subtitles.py"),
     script:
         "../scripts/subtitles.py"

@@ -17,6 +17,7 @@ if TINY_BASE:
                 + ("attention_heads", "ffn_dim")
             },
             seed=config["model"]["tiny"]["pretrain"]["seed"],
+            code=code_digest("build_tiny_whisper.py"),
         script:
             "../scripts/build_tiny_whisper.py"
 
@@ -41,9 +42,7 @@ if TINY_BASE:
         params:
             settings={**config["model"]["tiny"]["pretrain"], "full_finetune": True},
             checkpoints="results/checkpoints/base",
-            code=source_digest(
-                "train.py", "checkpoints.py", "dataset.py", "gpu.py", "memory.py"
-            ),
+            code=code_digest("finetune.py"),
         script:
             "../scripts/finetune.py"
 
@@ -61,6 +60,7 @@ elif not Path(config["model"]["base"]).is_dir():
         params:
             repo_id=config["model"]["base"],
             revision=config["model"]["revision"],
+            code=code_digest("fetch_base_model.py"),
         script:
             "../scripts/fetch_base_model.py"
 
@@ -92,9 +92,7 @@ rule finetune:
         # Intermediate checkpoints live outside the declared output, which Snakemake deletes
         # when a job fails: a killed run resumes from them on the next call.
         checkpoints="results/checkpoints/{run}",
-        code=source_digest(
-            "train.py", "checkpoints.py", "dataset.py", "gpu.py", "memory.py"
-        ),
+        code=code_digest("finetune.py"),
     script:
         "../scripts/finetune.py"
 
@@ -112,6 +110,6 @@ rule merge:
     conda:
         "../envs/train.yaml"
     params:
-        code=source_digest("merge.py"),
+        code=code_digest("merge.py"),
     script:
         "../scripts/merge.py"

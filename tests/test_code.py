@@ -1,0 +1,42 @@
+"""A step's code digest covers exactly the whisperforge modules its script runs."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from conftest import ROOT
+
+from whisperforge.code import imported_modules, module_digest
+
+
+def names(paths: list[Path]) -> set[str]:
+    return {p.relative_to(ROOT).as_posix() for p in paths}
+
+
+def test_a_step_covers_the_modules_it_imports_directly_and_through_others():
+    finetune = names(imported_modules(ROOT / "scripts/finetune.py", ROOT))
+    # train.py imports memory, checkpoints, gpu; the CER metric imports score (lazily);
+    # _step.py imports errors and gpu; the loss plot is the report module's.
+    for module in ("train", "dataset", "memory", "checkpoints", "gpu", "score", "errors"):
+        assert f"whisperforge/{module}.py" in finetune, module
+    assert "whisperforge/export.py" not in finetune
+    export = names(imported_modules(ROOT / "scripts/export_ct2.py", ROOT))
+    assert {"whisperforge/export.py", "whisperforge/transcribe.py"} <= export
+    subtitles = names(imported_modules(ROOT / "scripts/subtitles.py", ROOT))
+    assert {"whisperforge/subtitles.py", "whisperforge/transcribe.py"} <= subtitles
+
+
+def test_editing_a_module_changes_the_digest_of_exactly_the_steps_that_run_it(tmp_path):
+    shutil.copytree(ROOT / "whisperforge", tmp_path / "whisperforge")
+    shutil.copytree(ROOT / "scripts", tmp_path / "scripts")
+    scripts = sorted((tmp_path / "scripts").glob("*.py"))
+    before = {s.name: module_digest(s, tmp_path) for s in scripts}
+    score = tmp_path / "whisperforge/score.py"
+    score.write_text(score.read_text() + "\n# an edit\n")
+    after = {s.name: module_digest(s, tmp_path) for s in scripts}
+    changed = {name for name in before if before[name] != after[name]}
+    users = {s.name for s in scripts if score in imported_modules(s, tmp_path)}
+    assert changed == users
+    assert {"finetune.py", "score.py"} <= changed  # train.py scores dev CER with score.py
+    assert "export_ct2.py" not in changed and "extract_aishell.py" not in changed
