@@ -33,9 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench_subtitles import PUBLISHED_SIZES
 
+from whisperforge.cer import normalize, score_pairs
 from whisperforge.dataset import load_audio
 from whisperforge.manifest import read_manifest
-from whisperforge.score import normalize, score_pairs
 from whisperforge.transcribe import DECODE_OPTIONS, decode_one, load_model
 
 # A decoder maps 16 kHz audio to (text, tokens generated).

@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from conftest import copy_workflow, trimmed_demo_archive  # noqa: E402
+from helpers import copy_workflow, trimmed_demo_archive  # noqa: E402
 
 from whisperforge.tinymodel import build_published_shape  # noqa: E402
 

@@ -41,6 +41,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -51,10 +52,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import whisperforge.transcribe as transcribe_module
 from whisperforge.aishell import extract_archive, read_wav_index
-from whisperforge.subtitles import DEFAULTS, read_audio, speech_clips, write_subtitles
+from whisperforge.config import section_defaults
+from whisperforge.options import SubtitleOptions
+from whisperforge.subtitles import speech_clips, write_subtitles
+from whisperforge.transcribe import decode_recording
 
 RATE = 16000
 ROOT = Path(__file__).resolve().parent.parent
+# The subtitles step's own settings: config.yaml's defaults, from the schema.
+OPTIONS = SubtitleOptions.from_config(
+    section_defaults(ROOT / "schemas/config.schema.yaml", "subtitles")
+)
 # Published Whisper shapes (openai/whisper model cards): build_tiny_whisper's keyword arguments.
 PUBLISHED_SIZES: dict[str, dict[str, int]] = {
     "tiny": dict(d_model=384, encoder_layers=4, decoder_layers=4, attention_heads=6, ffn_dim=1536),
@@ -187,8 +195,9 @@ def time_subtitles(
     files = [out / f"{recording.stem}.{ext}" for ext in ("srt", "vtt", "txt")]
     with counting_models() as loaded:
         start = time.perf_counter()
+        options = replace(OPTIONS, beam_size=beam)
         facts = write_subtitles(
-            ct2_dir, recording, *files, compute_type=compute_type, threads=threads, beam_size=beam
+            ct2_dir, recording, *files, options, compute_type=compute_type, threads=threads
         )
         seconds = time.perf_counter() - start
     text = files[2].read_text(encoding="utf-8")
@@ -204,14 +213,9 @@ def time_subtitles(
 
 def vad_clips(recording: Path) -> tuple[list[tuple[float, float]], float]:
     """The speech clips write_subtitles decodes, and the seconds the VAD took to find them."""
-    audio = read_audio(recording)
+    audio = decode_recording(recording)
     start = time.perf_counter()
-    clips = speech_clips(
-        audio,
-        max_segment_s=DEFAULTS["max_segment_s"],
-        vad_min_silence_ms=DEFAULTS["vad_min_silence_ms"],
-        vad_speech_pad_ms=DEFAULTS["vad_speech_pad_ms"],
-    )
+    clips = speech_clips(audio, OPTIONS)
     return clips, time.perf_counter() - start
 
 
@@ -238,7 +242,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="small", help="comma-separated; '' for none")
     parser.add_argument("--demo-ct2", type=Path, help="the demo model's CTranslate2 export")
     parser.add_argument("--compute-types", default="int8,float32")
-    parser.add_argument("--beam", type=int, default=DEFAULTS["beam_size"])
+    parser.add_argument("--beam", type=int, default=OPTIONS.beam_size)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--archive", type=Path, default=ROOT / "demo/data_aishell.tgz")
     args = parser.parse_args()

@@ -8,6 +8,7 @@ sys.path.insert(0, workflow.basedir)
 
 from whisperforge.code import module_digest
 from whisperforge.config import run_settings, validate_config
+from whisperforge.options import decode_keys
 from whisperforge.errors import WhisperforgeError
 
 try:
@@ -32,6 +33,11 @@ def code_digest(script):
     """
     basedir = Path(workflow.basedir)
     return module_digest(basedir / "scripts" / script, basedir)
+
+
+def decode_options(*extra_keys):
+    """The `eval` keys a decoding step uses: changing any other eval key reruns none of them."""
+    return {key: config["eval"][key] for key in [*decode_keys(), *extra_keys]}
 
 
 def archive_path(corpus="aishell"):

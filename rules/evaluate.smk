@@ -17,12 +17,7 @@ rule transcribe:
     resources:
         gpu=1,
     params:
-        language=config["eval"]["language"],
-        task=config["eval"]["task"],
-        beam_size=config["eval"]["beam_size"],
-        batch_size=config["eval"]["batch_size"],
-        compute_type=config["eval"]["compute_type"],
-        vad_filter=config["eval"]["vad_filter"],
+        options=decode_options(),
         device=config["train"]["device"],  # cuda: stop at once where there is no GPU
         code=code_digest("transcribe.py"),
     script:
@@ -69,10 +64,7 @@ rule speed:
     resources:
         gpu=1,
     params:
-        language=config["eval"]["language"],
-        beam_size=config["eval"]["beam_size"],
-        compute_type=config["eval"]["compute_type"],
-        utterances=config["eval"]["speed_utterances"],
+        options=decode_options("speed_utterances"),
         device=config["train"]["device"],
         code=code_digest("speed.py"),
     script:

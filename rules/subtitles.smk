@@ -68,21 +68,7 @@ rule subtitles:
         gpu=1,
     params:
         runs=RUNS,
-        options={
-            key: SUBTITLES[key]
-            for key in (
-                "language",
-                "beam_size",
-                "vad",
-                "max_segment_s",
-                "max_line_chars",
-                "word_timestamps",
-                "condition_on_previous_text",
-                "script",
-                "vad_min_silence_ms",
-                "vad_speech_pad_ms",
-            )
-        },
+        options=config["subtitles"],
         compute_type=config["eval"]["compute_type"],
         code=code_digest("subtitles.py"),
     script:

@@ -20,7 +20,7 @@ def main(smk):
     )
     loss_plot = getattr(smk.output, "loss_plot", None)  # finetune has one, pretrain_base not
     if loss_plot:
-        from whisperforge.report import plot_loss
+        from whisperforge.plots import plot_loss
 
         plot_loss(out / "trainer_state.json", loss_plot, smk.wildcards.run)
 

@@ -2,8 +2,9 @@
 
 from _step import run_step
 
-from whisperforge.manifest import write_json
+from whisperforge.files import write_json
 from whisperforge.speed import measure_speed
+from whisperforge.transcribe import DecodeOptions
 
 
 def main(smk):
@@ -11,10 +12,8 @@ def main(smk):
         smk.input.hf,
         smk.input.ct2,
         smk.input.manifest,
-        n_utterances=smk.params.utterances,
-        language=smk.params.language,
-        beam_size=smk.params.beam_size,
-        compute_type=smk.params.compute_type,
+        DecodeOptions.from_config(smk.params.options),
+        n_utterances=smk.params.options["speed_utterances"],
         threads=smk.threads,
         device=smk.params.device,
     )

@@ -4,7 +4,7 @@ import logging
 
 from _step import run_step
 
-from whisperforge.subtitles import BEST, resolve_model, write_subtitles
+from whisperforge.subtitles import BEST, SubtitleOptions, resolve_model, write_subtitles
 
 
 def main(smk):
@@ -22,9 +22,9 @@ def main(smk):
         smk.output.srt,
         smk.output.vtt,
         smk.output.txt,
+        SubtitleOptions.from_config(smk.params.options),
         compute_type=smk.params.compute_type,
         threads=smk.threads,
-        **smk.params.options,
     )
 
 

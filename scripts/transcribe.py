@@ -2,7 +2,7 @@
 
 from _step import run_step
 
-from whisperforge.transcribe import transcribe_manifest
+from whisperforge.transcribe import DecodeOptions, transcribe_manifest
 
 
 def main(smk):
@@ -10,12 +10,7 @@ def main(smk):
         smk.input.model,
         smk.input.manifest,
         smk.output[0],
-        language=smk.params.language,
-        task=smk.params.task,
-        beam_size=smk.params.beam_size,
-        batch_size=smk.params.batch_size,
-        compute_type=smk.params.compute_type,
-        vad_filter=smk.params.vad_filter,
+        DecodeOptions.from_config(smk.params.options),
         threads=smk.threads,
         device=smk.params.device,
     )

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import SMALL_TRANSCRIPT, SMALL_UTTERANCES, make_archive, wav_bytes
+from helpers import SMALL_TRANSCRIPT, SMALL_UTTERANCES, make_archive, wav_bytes
 
 from whisperforge.aishell import Filters, build_manifests, extract_archive, read_wav_index
 from whisperforge.errors import WhisperforgeError
@@ -87,7 +87,7 @@ def test_path_traversal_member_is_refused(tmp_path):
 def test_absolute_member_in_speaker_tar_is_refused(tmp_path):
     import tarfile
 
-    from conftest import add_bytes, speaker_tar
+    from helpers import add_bytes, speaker_tar
 
     archive = tmp_path / "abs.tgz"
     with tarfile.open(archive, "w:gz") as tar:
@@ -110,7 +110,7 @@ def test_truncated_archive_is_a_clear_error(small_archive, tmp_path):
 def test_corrupt_speaker_tar_names_the_member(tmp_path):
     import tarfile
 
-    from conftest import add_bytes
+    from helpers import add_bytes
 
     archive = tmp_path / "bad.tgz"
     with tarfile.open(archive, "w:gz") as tar:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from conftest import ROOT
+from helpers import ROOT
 
 from whisperforge.code import imported_modules, module_digest
 
@@ -16,9 +16,9 @@ def names(paths: list[Path]) -> set[str]:
 
 def test_a_step_covers_the_modules_it_imports_directly_and_through_others():
     finetune = names(imported_modules(ROOT / "scripts/finetune.py", ROOT))
-    # train.py imports memory, checkpoints, gpu; the CER metric imports score (lazily);
-    # _step.py imports errors and gpu; the loss plot is the report module's.
-    for module in ("train", "dataset", "memory", "checkpoints", "gpu", "score", "errors"):
+    # train.py imports memory, checkpoints, gpu; its dev CER metric imports cer (lazily);
+    # _step.py imports errors and gpu; the loss plot is the plots module's (lazily).
+    for module in ("train", "dataset", "memory", "checkpoints", "gpu", "cer", "errors", "plots"):
         assert f"whisperforge/{module}.py" in finetune, module
     assert "whisperforge/export.py" not in finetune
     export = names(imported_modules(ROOT / "scripts/export_ct2.py", ROOT))
@@ -32,11 +32,11 @@ def test_editing_a_module_changes_the_digest_of_exactly_the_steps_that_run_it(tm
     shutil.copytree(ROOT / "scripts", tmp_path / "scripts")
     scripts = sorted((tmp_path / "scripts").glob("*.py"))
     before = {s.name: module_digest(s, tmp_path) for s in scripts}
-    score = tmp_path / "whisperforge/score.py"
-    score.write_text(score.read_text() + "\n# an edit\n")
+    cer = tmp_path / "whisperforge/cer.py"
+    cer.write_text(cer.read_text() + "\n# an edit\n")
     after = {s.name: module_digest(s, tmp_path) for s in scripts}
     changed = {name for name in before if before[name] != after[name]}
-    users = {s.name for s in scripts if score in imported_modules(s, tmp_path)}
+    users = {s.name for s in scripts if cer in imported_modules(s, tmp_path)}
     assert changed == users
-    assert {"finetune.py", "score.py"} <= changed  # train.py scores dev CER with score.py
+    assert {"finetune.py", "score.py"} <= changed  # training's dev CER and the scoring step
     assert "export_ct2.py" not in changed and "extract_aishell.py" not in changed

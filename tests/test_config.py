@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, copy_workflow, snakemake
+from helpers import ROOT, copy_workflow, snakemake
 
 from whisperforge.config import run_settings, validate_config
 from whisperforge.errors import WhisperforgeError

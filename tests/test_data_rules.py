@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import copy_workflow, jobs_planned, snakemake
+from helpers import copy_workflow, jobs_planned, snakemake
 
 from whisperforge.download import md5sum
 

@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import RATE, record_of, speech_like
+from helpers import RATE, record_of, speech_like
 from transformers import WhisperFeatureExtractor, WhisperProcessor
 
 from whisperforge import dataset

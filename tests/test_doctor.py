@@ -12,7 +12,7 @@ from pathlib import Path
 import ctranslate2
 import pytest
 import torch
-from conftest import ROOT, copy_workflow
+from helpers import ROOT, copy_workflow
 
 from whisperforge import doctor
 from whisperforge.doctor import GB, Ct2Cuda, Finding, Probes, TorchCuda

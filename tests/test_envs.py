@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 import yaml
-from conftest import ROOT
+from helpers import ROOT
 
 # import name -> conda/pip package name
 PACKAGE_OF = {

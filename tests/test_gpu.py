@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 import torch
-from conftest import ROOT
+from helpers import ROOT
 from safetensors.torch import save_file
 
 from whisperforge.errors import WhisperforgeError

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import copy_workflow, snakemake
+from helpers import copy_workflow, snakemake
 
 from whisperforge.tinymodel import build_tiny_whisper
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import copy_workflow, snakemake, trimmed_demo_archive
+from helpers import copy_workflow, snakemake, trimmed_demo_archive
 
 from whisperforge.tinymodel import build_published_shape
 

@@ -1,4 +1,4 @@
-"""Tests for whisperforge.report and whisperforge.provenance on hand-made inputs.
+"""Tests for whisperforge.report on hand-made inputs.
 
 The fake results: base has CER 0.20 on dev and 0.25 on test; run "alpha" 0.0754 / 0.0943
 (-62.3 % and -62.3 % vs base); run "beta" 0.30 / 0.10 (+50.0 %, -60.0 %).
@@ -7,20 +7,14 @@ The fake results: base has CER 0.20 on dev and 0.25 on test; run "alpha" 0.0754 
 from __future__ import annotations
 
 import csv
-import hashlib
-import importlib.metadata
 import json
-import platform
-import socket
-import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
 from whisperforge.errors import WhisperforgeError
-from whisperforge.provenance import collect_provenance, write_provenance
-from whisperforge.report import best_run, plot_loss, summarize
+from whisperforge.report import summarize
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 NORM = "lowercase; remove punctuation"
@@ -239,180 +233,3 @@ def test_summary_bad_cer_file_names_it(inputs, tmp_path):
     bad = _write_json(tmp_path / "bad" / "cer.json", {"cer": 0.1})
     with pytest.raises(WhisperforgeError, match=r"bad/cer\.json.*lacks substitutions"):
         summarize({**cer_files, ("gamma", "test"): bad}, speed_files, states, RUNS, _out(tmp_path))
-
-
-# --- best_run -----------------------------------------------------------------------------------
-
-
-def test_best_run_picks_lowest_run_not_base(inputs, tmp_path):
-    cer_files = inputs[0]
-    assert best_run(cer_files, split="test") == "alpha"  # 0.0943 < 0.10; base not a candidate
-    assert best_run(cer_files, split="dev") == "alpha"  # 0.0754 < 0.30
-    # base lower than every run: still a run is returned.
-    worse = {**cer_files, ("base", "test"): _write_json(
-        tmp_path / "b" / "cer.json", _cer_json("base", "test", 0.01))}  # fmt: skip
-    assert best_run(worse) == "alpha"
-
-
-def test_best_run_tie_is_alphabetical(tmp_path):
-    files = {
-        (run, "test"): _write_json(tmp_path / run / "cer.json", _cer_json(run, "test", 0.1))
-        for run in ("zeta", "eta", "theta")
-    }
-    assert best_run(files) == "eta"
-    with pytest.raises(WhisperforgeError, match="split 'dev'"):
-        best_run(files, split="dev")
-
-
-# --- plot_loss ----------------------------------------------------------------------------------
-
-
-def test_plot_loss_writes_png(tmp_path):
-    state = _write_json(tmp_path / "trainer_state.json", _state("alpha"))
-    out = tmp_path / "plots" / "loss.png"
-    plot_loss(state, out, "alpha: loss")
-    _assert_png(out)
-    again = tmp_path / "loss2.png"
-    plot_loss(state, again, "alpha: loss")
-    assert out.read_bytes() == again.read_bytes()
-
-
-def test_plot_loss_empty_history_raises_naming_file(tmp_path):
-    state = _write_json(tmp_path / "trainer_state.json", _state("alpha", log_history=[]))
-    with pytest.raises(WhisperforgeError, match=r"trainer_state\.json.*no 'loss'"):
-        plot_loss(state, tmp_path / "loss.png", "t")
-    assert not (tmp_path / "loss.png").exists()
-    # A summary-only history (train_loss, no per-step loss) is just as empty.
-    only_summary = [{"step": 30, "train_loss": 1.6, "train_runtime": 3.0}]
-    _write_json(state, _state("alpha", log_history=only_summary))
-    with pytest.raises(WhisperforgeError, match=r"trainer_state\.json"):
-        plot_loss(state, tmp_path / "loss.png", "t")
-
-
-# --- provenance ---------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def model_dirs(tmp_path: Path):
-    manifests = []
-    for split in ("train", "dev", "test"):
-        p = tmp_path / "manifests" / f"{split}.jsonl"
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(json.dumps({"id": split, "sentence": "你好"}) + "\n", encoding="utf-8")
-        manifests.append(p)
-    ct2 = tmp_path / "ct2"
-    ct2.mkdir()
-    (ct2 / "model.bin").write_bytes(b"\x00\x01weights" * 1000)
-    hf = tmp_path / "merged"
-    hf.mkdir()
-    return hf, ct2, manifests
-
-
-def _provenance(model_dirs, **kw):
-    hf, ct2, manifests = model_dirs
-    args = {
-        "archive_md5": "2f494334227864a8a8fec932999db9d8",
-        "base": "openai/whisper-large-v3-turbo",
-        "revision": "41f01f3fe87f28c78e2fbf8b568835947dd65ed9",
-        "settings": RUNS["alpha"],
-        "export": {"quantization": "float16"},
-        **kw,
-    }
-    return collect_provenance(hf, ct2, manifests, **args)
-
-
-def test_provenance_hashes_settings_versions(model_dirs):
-    _, ct2, manifests = model_dirs
-    prov = _provenance(model_dirs)
-    assert prov["data"]["manifests_sha256"] == {
-        str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in manifests
-    }
-    assert (
-        prov["export"]["model_bin_sha256"]
-        == hashlib.sha256((ct2 / "model.bin").read_bytes()).hexdigest()
-    )
-    assert prov["model"]["base"] == "openai/whisper-large-v3-turbo"
-    assert prov["model"]["revision"] == "41f01f3fe87f28c78e2fbf8b568835947dd65ed9"
-    assert prov["model"]["settings"] == RUNS["alpha"]
-    assert prov["export"]["settings"] == {"quantization": "float16"}
-    assert prov["data"]["archive_md5"] == "2f494334227864a8a8fec932999db9d8"
-    assert set(prov["packages"]) >= {"torch", "transformers", "peft", "ctranslate2", "whisperforge"}
-    assert prov["packages"]["jiwer"] == importlib.metadata.version("jiwer")
-    assert prov["packages"]["snakemake"] == importlib.metadata.version("snakemake")
-    assert prov["environment"]["python"] == platform.python_version()
-
-
-def test_provenance_missing_package_is_null(model_dirs, monkeypatch):
-    real = importlib.metadata.version
-
-    def fake(name):
-        if name == "peft":
-            raise importlib.metadata.PackageNotFoundError(name)
-        return real(name)
-
-    monkeypatch.setattr(importlib.metadata, "version", fake)
-    prov = _provenance(model_dirs)
-    assert prov["packages"]["peft"] is None
-    assert prov["packages"]["jiwer"] == real("jiwer")
-
-
-def test_provenance_has_no_hostname_and_is_stable(model_dirs, tmp_path):
-    hf, ct2, manifests = model_dirs
-    kw = {
-        "archive_md5": None,
-        "base": "tiny",
-        "revision": None,
-        "settings": {},
-        "export": {"quantization": "int8"},
-    }
-    a, b = tmp_path / "a" / "provenance.json", tmp_path / "b" / "provenance.json"
-    write_provenance(a, hf, ct2, manifests, **kw)
-    write_provenance(b, hf, ct2, manifests, **kw)
-    assert a.read_bytes() == b.read_bytes()
-    text = a.read_text(encoding="utf-8")
-    assert socket.gethostname() not in text
-    assert platform.node() not in text
-    assert json.loads(text)["model"]["settings"] == {}
-
-
-def _git(cwd: Path, *args: str) -> None:
-    subprocess.run(
-        ["git", "-c", "user.name=t", "-c", "user.email=t@example.org", *args],
-        cwd=cwd,
-        check=True,
-        capture_output=True,
-    )
-
-
-def test_provenance_git_state(model_dirs, tmp_path):
-    repo = tmp_path / "workflow"
-    repo.mkdir()
-    (repo / "Snakefile").write_text("rule all:\n", encoding="utf-8")
-    _git(repo, "init", "-q")
-    _git(repo, "add", "Snakefile")
-    _git(repo, "commit", "-q", "-m", "init")
-    head = subprocess.run(
-        ["git", "rev-parse", "HEAD"], cwd=repo, check=True, capture_output=True, text=True
-    ).stdout.strip()
-    assert _provenance(model_dirs, workflow_dir=repo)["workflow"] == {
-        "commit": head,
-        "dirty": False,
-    }
-    (repo / "results.txt").write_text("untracked output\n", encoding="utf-8")
-    assert _provenance(model_dirs, workflow_dir=repo)["workflow"]["dirty"] is False
-    (repo / "Snakefile").write_text("rule all:\n    input: []\n", encoding="utf-8")
-    assert _provenance(model_dirs, workflow_dir=repo)["workflow"] == {"commit": head, "dirty": True}
-    # Outside a git checkout: both null.
-    outside = tmp_path / "not-a-repo"
-    outside.mkdir()
-    assert _provenance(model_dirs, workflow_dir=outside)["workflow"] == {
-        "commit": None,
-        "dirty": None,
-    }
-
-
-def test_provenance_missing_model_bin_names_it(model_dirs):
-    ct2 = model_dirs[1]
-    (ct2 / "model.bin").unlink()
-    with pytest.raises(WhisperforgeError, match=r"model\.bin"):
-        _provenance(model_dirs)

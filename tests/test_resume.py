@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import yaml
-from conftest import copy_workflow, snakemake
+from helpers import copy_workflow, snakemake
 
 from whisperforge.tinymodel import build_tiny_whisper
 

@@ -7,9 +7,11 @@ import json
 from pathlib import Path
 
 import pytest
+from test_report import CERS, _cer_json, _write_json
 
+from whisperforge.cer import normalize, score_pairs
 from whisperforge.errors import WhisperforgeError
-from whisperforge.score import normalize, score_file, score_pairs, write_scores
+from whisperforge.score import best_run, score_file, write_scores
 
 
 def _cer(ref: str, hyp: str, **kw: bool) -> dict:
@@ -243,3 +245,29 @@ def test_write_scores_failure_writes_nothing(tmp_path):
     with pytest.raises(WhisperforgeError):
         write_scores(hyp, out / "cer.json", out / "per_utt.tsv")
     assert list(out.iterdir()) == []
+
+
+# --- best_run -----------------------------------------------------------------------------------
+
+
+def test_best_run_picks_lowest_run_not_base(tmp_path):
+    cer_files = {
+        (m, s): _write_json(tmp_path / "eval" / m / s / "cer.json", _cer_json(m, s, c))
+        for (m, s), c in CERS.items()
+    }
+    assert best_run(cer_files, split="test") == "alpha"  # 0.0943 < 0.10; base not a candidate
+    assert best_run(cer_files, split="dev") == "alpha"  # 0.0754 < 0.30
+    # base lower than every run: still a run is returned.
+    worse = {**cer_files, ("base", "test"): _write_json(
+        tmp_path / "b" / "cer.json", _cer_json("base", "test", 0.01))}  # fmt: skip
+    assert best_run(worse) == "alpha"
+
+
+def test_best_run_tie_is_alphabetical(tmp_path):
+    files = {
+        (run, "test"): _write_json(tmp_path / run / "cer.json", _cer_json(run, "test", 0.1))
+        for run in ("zeta", "eta", "theta")
+    }
+    assert best_run(files) == "eta"
+    with pytest.raises(WhisperforgeError, match="split 'dev'"):
+        best_run(files, split="dev")

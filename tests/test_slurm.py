@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, copy_workflow, jobs_planned
+from helpers import ROOT, copy_workflow, jobs_planned
 
 pytestmark = pytest.mark.slurm
 

@@ -14,6 +14,7 @@ import itertools
 import json
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -22,13 +23,15 @@ import soundfile as sf
 import srt
 import webvtt
 import yaml
-from conftest import ROOT, copy_workflow, jobs_planned, snakemake
+from helpers import ROOT, copy_workflow, jobs_planned, snakemake
 
 from whisperforge.aishell import extract_archive, read_wav_index
+from whisperforge.audio import SAMPLE_RATE
+from whisperforge.config import section_defaults
 from whisperforge.errors import WhisperforgeError
 from whisperforge.subtitles import (
-    DEFAULTS,
     Cue,
+    SubtitleOptions,
     Word,
     resolve_model,
     split_long_cues,
@@ -38,10 +41,13 @@ from whisperforge.subtitles import (
     write_subtitles,
 )
 
-RATE = 16000
+RATE = SAMPLE_RATE
 GAPS = [1.5, 1.0, 3.0, 2.0, 1.2, 1.5]  # silence before, between and after the utterances (s)
 TIMING_TOLERANCE = 0.5  # s; the VAD pads speech by 0.2 s and the demo wavs carry 0.1 s each side
-FAST = {"beam_size": 1, "max_line_chars": 10_000}  # the random model's text is noise anyway
+OPTIONS = SubtitleOptions.from_config(
+    section_defaults(ROOT / "schemas/config.schema.yaml", "subtitles")
+)
+FAST = replace(OPTIONS, beam_size=1, max_line_chars=10_000)  # the random model's text is noise
 
 
 def make_lecture(wavs: list[Path], out: Path, gaps: list[float]) -> list[tuple[float, float]]:
@@ -87,7 +93,7 @@ def check_lecture_cer(
     shift learns where its clips start (all espeak clips start 0.1 s in) and lost +0.25 here
     (0.61 -> 0.86): that is what this bound catches. Returns the numbers.
     """
-    from whisperforge.score import normalize, score_pairs
+    from whisperforge.cer import normalize, score_pairs
     from whisperforge.transcribe import decode_one, load_audio, load_model
 
     manifest = workdir / "results/manifests/train.jsonl"
@@ -101,7 +107,7 @@ def check_lecture_cer(
     model, _, _ = load_model(ct2_dir, "auto", threads=1)
     opts = {"language": "zh", "task": "transcribe", "beam_size": beam_size}
     alone = [normalize(decode_one(model, load_audio(wav), **opts)) for wav in wavs]
-    cues = transcribe_to_cues(model, lecture, beam_size=beam_size)
+    cues = transcribe_to_cues(model, lecture, replace(OPTIONS, beam_size=beam_size))
     assert_cues_at(cues, bounds, str(lecture))
     in_lecture = [normalize(c.text) for c in cues]
     facts = {
@@ -169,7 +175,7 @@ def lecture(tmp_path_factory, train_wavs) -> tuple[Path, list[tuple[float, float
 
 @pytest.fixture(scope="module")
 def lecture_cues(model, lecture) -> list[Cue]:
-    return transcribe_to_cues(model, lecture[0], **FAST)
+    return transcribe_to_cues(model, lecture[0], FAST)
 
 
 def vtt_seconds(stamp: str) -> float:
@@ -191,7 +197,7 @@ def test_lecture_has_one_cue_per_utterance_at_the_known_times(lecture, lecture_c
 def test_srt_and_vtt_parse_with_the_same_cues(tiny_ct2, lecture, tmp_path):
     out = {ext: tmp_path / f"lecture.wav.{ext}" for ext in ("srt", "vtt", "txt")}
     paths = (out["srt"], out["vtt"], out["txt"])
-    facts = write_subtitles(tiny_ct2, lecture[0], *paths, threads=1, **FAST)
+    facts = write_subtitles(tiny_ct2, lecture[0], *paths, FAST, compute_type="auto", threads=1)
     assert facts["cues"] == facts["speech_segments"] == len(lecture[1])
     parsed = list(srt.parse(out["srt"].read_text(encoding="utf-8")))
     assert [c.index for c in parsed] == [1, 2, 3, 4, 5]
@@ -229,7 +235,7 @@ def test_mp3_and_mp4_give_the_same_cues_as_wav(model, lecture, lecture_cues, tmp
         *("-shortest", "-c:v", "mpeg4", "-c:a", "aac", "-b:a", "64k", str(mp4)),
     )
     for path in (mp3, mp4):
-        cues = transcribe_to_cues(model, path, **FAST)
+        cues = transcribe_to_cues(model, path, FAST)
         assert len(cues) == len(lecture_cues), path
         for got, want in zip(cues, lecture_cues, strict=True):
             assert abs(got.start - want.start) <= 0.1, (path, got.start, want.start)
@@ -244,22 +250,22 @@ def test_a_model_that_never_stops_is_cut_at_the_clip_token_budget(tmp_path, lect
     MAX_TOKENS_PER_S tokens a second of the longest clip, despite CTranslate2 ending decodes at
     about half of what `max_new_tokens` asks."""
     from ctranslate2.converters import TransformersConverter
-    from test_export_eval import _scale_weights
+    from helpers import scale_weights
 
     from whisperforge.export import COPY_FILES
-    from whisperforge.subtitles import MAX_TOKENS_PER_S, _decode_clips, read_audio, speech_clips
+    from whisperforge.subtitles import MAX_TOKENS_PER_S, _decode_clips, speech_clips
     from whisperforge.tinymodel import build_tiny_whisper
-    from whisperforge.transcribe import load_model
+    from whisperforge.transcribe import decode_recording, load_model
 
-    _scale_weights(build_tiny_whisper(tmp_path / "hf"), 4.0)
+    scale_weights(build_tiny_whisper(tmp_path / "hf"), 4.0)
     TransformersConverter(str(tmp_path / "hf"), copy_files=list(COPY_FILES)).convert(
         str(tmp_path / "ct2"), quantization="int8"
     )
     babbler = load_model(tmp_path / "ct2", "auto", threads=1)[0]
-    audio = read_audio(lecture[0])
-    clips = speech_clips(audio)
+    audio = decode_recording(lecture[0])
+    clips = speech_clips(audio, OPTIONS)
     budget = MAX_TOKENS_PER_S * max(end - start for start, end in clips)
-    opts = {**DEFAULTS, "beam_size": 1}
+    opts = replace(OPTIONS, beam_size=1)
     tokens = [len(s.tokens) for s in _decode_clips(babbler, audio, clips, opts)]
     assert len(tokens) == len(clips)
     assert all(0.9 * budget <= n <= budget + 3 for n in tokens), (tokens, budget)
@@ -330,11 +336,11 @@ def bad_recordings(folder: Path) -> dict[str, str]:
 def test_bad_recordings_raise_one_line_naming_the_file(model, tmp_path):
     for name, message in bad_recordings(tmp_path).items():
         with pytest.raises(WhisperforgeError) as error:
-            transcribe_to_cues(model, tmp_path / name, **FAST)
+            transcribe_to_cues(model, tmp_path / name, FAST)
         assert str(error.value).startswith(f"{tmp_path / name}: {message}"), error.value
         assert "\n" not in str(error.value)
     with pytest.raises(WhisperforgeError, match="silent recording"):
-        transcribe_to_cues(model, tmp_path / "silence.wav", vad=False, **FAST)
+        transcribe_to_cues(model, tmp_path / "silence.wav", replace(FAST, vad=False))
 
 
 # --- the rule -----------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 import yaml
-from conftest import ROOT, record_of, speech_like
+from helpers import ROOT, record_of, speech_like
 from safetensors.torch import load_file
 
 import whisperforge.train as train_module

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import copy_workflow, jobs_planned, snakemake
+from helpers import copy_workflow, jobs_planned, snakemake
 
 pytestmark = pytest.mark.e2e
 
@@ -239,6 +239,20 @@ def test_training_code_change_reruns_training_and_downstream(demo):
     # the stage modules they run as a param: editing train.py reruns every training job.
     assert planned.get("finetune") == len(RUNS) and planned.get("pretrain_base") == 1, planned
     assert "extract_aishell" not in planned and "build_manifests" not in planned
+
+
+def test_a_runtime_module_change_reruns_the_steps_that_import_it_and_no_training(demo):
+    transcribe_py = demo / "whisperforge/transcribe.py"
+    original = transcribe_py.read_text()
+    try:
+        transcribe_py.write_text(original + "\n# a change to the faster-whisper runtime\n")
+        planned = jobs_planned(demo, *demo_args())
+    finally:
+        transcribe_py.write_text(original)
+    # export_ct2's probe, transcribe and speed import it (code digests follow the imports).
+    assert planned.get("export_ct2") == 1 + len(RUNS), planned
+    assert planned.get("transcribe") and planned.get("speed") == len(RUNS), planned
+    assert not {"finetune", "pretrain_base", "merge", "build_manifests"} & set(planned), planned
 
 
 def test_report_html_has_cer_table_and_plots(demo):

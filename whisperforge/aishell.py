@@ -31,7 +31,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from whisperforge.errors import WhisperforgeError
-from whisperforge.manifest import atomic_path, make_record, write_json, write_jsonl
+from whisperforge.files import atomic_path, write_json
+from whisperforge.manifest import make_record, write_jsonl
 
 log = logging.getLogger(__name__)
 

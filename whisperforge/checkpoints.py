@@ -21,7 +21,7 @@ from typing import Any
 
 from transformers.trainer_utils import get_last_checkpoint
 
-from whisperforge.manifest import sha256_file, write_json
+from whisperforge.files import sha256_file, write_json
 
 log = logging.getLogger(__name__)
 

@@ -32,7 +32,7 @@ def _key_path(error: jsonschema.ValidationError, prefix: str) -> str:
     return ".".join(parts) or "(top level)"
 
 
-def _one_line(error: jsonschema.ValidationError, prefix: str = "") -> str:
+def schema_error_line(error: jsonschema.ValidationError, prefix: str = "") -> str:
     message = error.message
     if error.validator == "additionalProperties":
         message = message.replace("Additional properties are not allowed", "unknown key")
@@ -44,7 +44,7 @@ def check(instance: Any, schema: dict[str, Any], prefix: str = "") -> None:
     validator = jsonschema.Draft202012Validator(schema)
     error = jsonschema.exceptions.best_match(validator.iter_errors(instance))
     if error is not None:
-        raise WhisperforgeError(_one_line(error, prefix))
+        raise WhisperforgeError(schema_error_line(error, prefix))
 
 
 def fill_defaults(instance: Any, schema: dict[str, Any], root: dict[str, Any] | None = None) -> Any:
@@ -115,3 +115,8 @@ def run_settings(config: dict[str, Any], run: str) -> dict[str, Any]:
     if run not in config["runs"]:
         raise WhisperforgeError(f"config runs.{run}: no such run")
     return deep_merge(config["train"], config["runs"][run] or {})
+
+
+def section_defaults(schema_path: str | Path, section: str) -> dict[str, Any]:
+    """A top-level config section with nothing set, i.e. the schema's defaults for it."""
+    return fill_defaults({section: {}}, load_schema(schema_path))[section]

@@ -8,29 +8,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import soundfile
 import torch
 
+from whisperforge.audio import SAMPLE_RATE
+from whisperforge.audio import read_training_audio as load_audio
 from whisperforge.errors import WhisperforgeError
 
-SAMPLE_RATE = 16000
 MAX_LABEL_TOKENS = 448  # Whisper's decoder positions
 FRAMES_PER_S = 100  # Whisper's log-mel hop: 10 ms
 # Log-mels are cached in memory when no augmentation changes the audio between epochs and the set
 # is small (a 30 s log-mel of 80 bins is ~1 MB): the demo's epochs then cost only the model.
 # A time shift is applied to the cached log-mel, so it keeps the cache.
 FEATURE_CACHE_MAX_ITEMS = 2000
-
-
-def load_audio(path: str | Path) -> np.ndarray:
-    """Mono float32 at 16 kHz; anything else is a clear error naming the file."""
-    try:
-        audio, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
-    except (OSError, RuntimeError, soundfile.LibsndfileError) as e:
-        raise WhisperforgeError(f"{path}: cannot read audio ({e})") from None
-    if rate != SAMPLE_RATE:
-        raise WhisperforgeError(f"{path}: sample rate {rate} Hz, expected {SAMPLE_RATE}")
-    return audio.mean(axis=1)
 
 
 @dataclass(frozen=True)

@@ -35,9 +35,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from whisperforge.audio import SAMPLE_RATE
 from whisperforge.errors import WhisperforgeError
 
-SAMPLE_RATE = 16000
 ESPEAK_VOICE = "cmn-latn-pinyin"  # plain `cmn` reads latin letters (and some hanzi) as English
 TRANSCRIPT_MEMBER = "data_aishell/transcript/aishell_transcript_v0.8.txt"
 WAV_DIR = "data_aishell/wav"

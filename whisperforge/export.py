@@ -16,13 +16,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from whisperforge.errors import WhisperforgeError
+from whisperforge.errors import WhisperforgeError, one_line
 from whisperforge.manifest import read_manifest, utterance_id
 from whisperforge.transcribe import (
     decode_one,
     load_audio,
     load_model,
-    one_line,
     pick_device_and_compute_type,
 )
 

@@ -13,33 +13,15 @@ Relative audio paths are resolved against the working directory (the workflow ro
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import tempfile
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from whisperforge.errors import WhisperforgeError
+from whisperforge.files import atomic_path, write_json
 
 REQUIRED_FIELDS = ("audio", "sentence", "duration")
-
-
-def sha256_file(path: str | Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks; a missing or unreadable file raises naming it."""
-    path = Path(path)
-    digest = hashlib.sha256()
-    try:
-        with path.open("rb") as f:
-            while chunk := f.read(1 << 20):
-                digest.update(chunk)
-    except FileNotFoundError:
-        raise WhisperforgeError(f"{path}: not found") from None
-    except OSError as e:
-        raise WhisperforgeError(f"{path}: cannot read ({e})") from None
-    return digest.hexdigest()
 
 
 def make_record(
@@ -88,22 +70,6 @@ def read_manifest(path: str | Path) -> list[dict[str, Any]]:
     return records
 
 
-@contextmanager
-def atomic_path(dest: str | Path, suffix: str = "") -> Iterator[Path]:
-    """Yield a temp path beside `dest`, renamed onto it only if the block succeeds."""
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=suffix or ".tmp", dir=dest.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        tmp_path.chmod(0o644)  # mkstemp makes it owner-only; results are for the team to read
-        os.replace(tmp_path, dest)
-    finally:
-        tmp_path.unlink(missing_ok=True)
-
-
 def write_jsonl(path: str | Path, records: Iterable[dict[str, Any]]) -> int:
     """Write records atomically, one JSON object a line; returns how many were written."""
     n = 0
@@ -112,12 +78,6 @@ def write_jsonl(path: str | Path, records: Iterable[dict[str, Any]]) -> int:
             f.write(json.dumps(record, ensure_ascii=False) + "\n")
             n += 1
     return n
-
-
-def write_json(path: str | Path, obj: Any) -> None:
-    """Write pretty, key-sorted JSON atomically (stable bytes for the same content)."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, ensure_ascii=False, indent=2, sort_keys=True) + "\n")
 
 
 def import_manifests(sources: dict[str, str | Path], out_dir: str | Path) -> dict[str, Any]:

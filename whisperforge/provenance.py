@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from whisperforge.manifest import sha256_file, write_json
+from whisperforge.files import sha256_file, write_json
 
 PACKAGES = (
     "torch",

@@ -12,28 +12,28 @@ every `results/eval/<run>/speed.json` and each run's Trainer state, and writes:
 * `runs.yaml`   the full settings of every run.
 
 Everything is sorted and free of timestamps, so the same inputs give the same bytes; every file is
-written atomically. `plot_loss` draws a run's train/eval loss from its `trainer_state.json`.
+written atomically. The CER chart is drawn by `whisperforge.plots`, the best run for subtitles is
+picked by `whisperforge.score.best_run`.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import json
-import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from whisperforge.errors import WhisperforgeError
-from whisperforge.manifest import atomic_path
+from whisperforge.files import json_number, read_json_object, write_text
+from whisperforge.plots import load_trainer_state, plot_cer
+from whisperforge.score import BASE, load_cer
 
-BASE = "base"
 CANONICAL_SPLITS = ("train", "dev", "test")
 OUT_KEYS = ("summary_md", "table_tsv", "chart_png", "speed_tsv", "worst_tsv", "runs_yaml")
-CER_KEYS = ("cer", "substitutions", "deletions", "insertions", "n_utts")
 SPEED_KEYS = ("utterances", "audio_s", "hf", "ct2", "speedup")
 
 TABLE_COLUMNS = (
@@ -52,84 +52,20 @@ TABLE_COLUMNS = (
     "empty_refs",
     "audio_hours",
 )
-SPEED_COLUMNS = (
-    "run",
-    "utterances",
-    "audio_s",
-    "hf_seconds",
-    "hf_rtf",
-    "hf_device",
-    "ct2_seconds",
-    "ct2_rtf",
-    "ct2_device",
-    "ct2_compute_type",
-    "speedup",
-    "hf_texts_equal_ct2",
-)
 WORST_COLUMNS = ("model", "split", "id", "ref", "hyp", "edits", "cer")
-
-# PNG metadata matplotlib would otherwise stamp with its version: keep the bytes stable.
-_PNG_METADATA = {"Software": None}
-
-
-# --- reading ------------------------------------------------------------------------------------
-
-
-def _load_json(path: Path, what: str) -> Any:
-    path = Path(path)
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise WhisperforgeError(f"{path}: {what} not found") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise WhisperforgeError(f"{path}: cannot read {what} ({e})") from None
-    except json.JSONDecodeError as e:
-        raise WhisperforgeError(f"{path}: {what} is not valid JSON ({e.msg})") from None
-
-
-def _load_object(path: Path, what: str, required: Sequence[str]) -> dict[str, Any]:
-    obj = _load_json(path, what)
-    if not isinstance(obj, dict):
-        raise WhisperforgeError(f"{path}: {what} must be a JSON object")
-    missing = [k for k in required if k not in obj]
-    if missing:
-        raise WhisperforgeError(f"{path}: {what} lacks {', '.join(missing)}")
-    return obj
-
-
-def _load_cer(path: Path) -> dict[str, Any]:
-    return _load_object(path, "CER file", CER_KEYS)
-
-
-def _load_state(adapter_dir: Path) -> dict[str, Any]:
-    """The Trainer state saved in a run's adapter directory (or given directly as the file)."""
-    path = Path(adapter_dir)
-    if path.is_dir():
-        path = path / "trainer_state.json"
-    state = _load_object(path, "trainer state", ())
-    if not isinstance(state.get("log_history", []), list):
-        raise WhisperforgeError(f"{path}: trainer state's log_history is not a list")
-    return state
 
 
 # --- formatting ---------------------------------------------------------------------------------
 
 
-def _num(x: Any) -> float | None:
-    """A finite float, or None for missing/non-numeric values."""
-    if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
-        return None
-    return float(x)
-
-
 def _pct(cer: Any) -> str:
-    v = _num(cer)
+    v = json_number(cer)
     return "n/a" if v is None else f"{100 * v:.2f}"
 
 
 def _rel_change(cer: Any, base_cer: Any) -> float | None:
     """Relative change of `cer` vs `base_cer` in percent, or None if undefined."""
-    v, b = _num(cer), _num(base_cer)
+    v, b = json_number(cer), json_number(base_cer)
     if v is None or b is None or b == 0:
         return None
     return round(100 * (v - b) / b, 1) + 0.0  # + 0.0 turns -0.0 into 0.0
@@ -140,7 +76,7 @@ def _fmt_rel(rel: float | None) -> str:
 
 
 def _fmt_float(x: Any, digits: int) -> str:
-    v = _num(x)
+    v = json_number(x)
     return "" if v is None else f"{v:.{digits}f}"
 
 
@@ -192,11 +128,6 @@ def _tsv(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return buf.getvalue()
 
 
-def _write_text(path: Path, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(text.encode("utf-8"))
-
-
 # --- ordering -----------------------------------------------------------------------------------
 
 
@@ -210,110 +141,6 @@ def _split_order(splits: Sequence[str]) -> list[str]:
     """train, dev, test first (in that order), then any other split alphabetically."""
     uniq = set(splits)
     return [s for s in CANONICAL_SPLITS if s in uniq] + sorted(uniq - set(CANONICAL_SPLITS))
-
-
-# --- best run -----------------------------------------------------------------------------------
-
-
-def best_run(cer_files: Mapping[tuple[str, str], Path], split: str = "test") -> str:
-    """The fine-tuned run (never "base") with the lowest CER on `split`; ties -> alphabetical."""
-    scored = []
-    for (model, sp), path in cer_files.items():
-        if model == BASE or sp != split:
-            continue
-        cer = _num(_load_cer(path)["cer"])
-        if cer is not None:
-            scored.append((cer, model))
-    if not scored:
-        raise WhisperforgeError(f"no fine-tuned run has a CER on split '{split}'")
-    return min(scored)[1]
-
-
-# --- plots --------------------------------------------------------------------------------------
-
-
-def _new_figure(width: float, height: float) -> Any:
-    """A Figure on an Agg canvas (no pyplot, so no global backend state)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=100)
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _save_png(fig: Any, out_png: Path) -> None:
-    fig.tight_layout()
-    with atomic_path(out_png, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png", dpi=100, metadata=_PNG_METADATA)
-
-
-def plot_loss(trainer_state_json: Path, out_png: Path, title: str) -> None:
-    """Train and eval loss against step from a Trainer's `log_history`; raises if there is none."""
-    path = Path(trainer_state_json)
-    state = _load_state(path)
-    train, evals = [], []
-    for entry in state.get("log_history", []):
-        if not isinstance(entry, dict) or _num(entry.get("step")) is None:
-            continue
-        if _num(entry.get("loss")) is not None:
-            train.append((entry["step"], entry["loss"]))
-        if _num(entry.get("eval_loss")) is not None:
-            evals.append((entry["step"], entry["eval_loss"]))
-    if not train and not evals:
-        raise WhisperforgeError(
-            f"{path}: log_history has no 'loss' or 'eval_loss' entries to plot "
-            "(was logging_steps larger than the number of steps?)"
-        )
-    fig = _new_figure(8, 4.5)
-    ax = fig.add_subplot()
-    if train:
-        ax.plot(
-            [s for s, _ in train],
-            [v for _, v in train],
-            marker="." if len(train) < 50 else None,
-            label="train loss",
-        )
-    if evals:
-        ax.plot([s for s, _ in evals], [v for _, v in evals], marker="o", label="eval loss")
-        best_step, best_loss = min(evals, key=lambda p: (p[1], p[0]))
-        ax.scatter([best_step], [best_loss], s=120, facecolors="none", edgecolors="red", zorder=3)
-        ax.annotate(
-            f"lowest eval loss {best_loss:.4f} @ {best_step}",
-            (best_step, best_loss),
-            textcoords="offset points",
-            xytext=(0, 12),
-            ha="right" if best_step == max(p[0] for p in evals + train) else "center",
-            fontsize=8,
-        )
-    ax.set_xlabel("training step")
-    ax.set_ylabel("loss")
-    ax.set_title(title)
-    ax.grid(True, alpha=0.3)
-    ax.legend()
-    _save_png(fig, out_png)
-
-
-def _plot_cer(cers: dict[tuple[str, str], dict], models: list[str], splits: list[str], out: Path):
-    fig = _new_figure(max(6.0, 1.2 + 0.9 * len(models) * len(splits)), 4.5)
-    ax = fig.add_subplot()
-    width = 0.8 / max(len(models), 1)
-    for i, model in enumerate(models):
-        xs, ys = [], []
-        for j, split in enumerate(splits):
-            cer = _num(cers.get((model, split), {}).get("cer"))
-            if cer is not None:
-                xs.append(j - 0.4 + width * (i + 0.5))
-                ys.append(100 * cer)
-        bars = ax.bar(xs, ys, width=width, label=model)
-        ax.bar_label(bars, labels=[f"{y:.2f}" for y in ys], fontsize=8, padding=2)
-    ax.set_xticks(range(len(splits)), splits)
-    ax.set_xlabel("evaluation split")
-    ax.set_ylabel("CER (%)")
-    ax.set_title("Character error rate by model and split (lower is better)")
-    ax.margins(y=0.15)
-    ax.legend(title="model")
-    _save_png(fig, out)
 
 
 # --- summary ------------------------------------------------------------------------------------
@@ -380,42 +207,61 @@ def _cer_sections(
     return compact, detail
 
 
-def _speed_rows(speeds: dict[str, dict]) -> list[list[Any]]:
-    rows = []
-    for run in sorted(speeds):
-        s = speeds[run]
+@dataclass(frozen=True)
+class SpeedRow:
+    """One run's speed.json as speed.tsv and the summary show it (numbers formatted as text)."""
+
+    run: str
+    utterances: Any
+    audio_s: str
+    hf_seconds: str
+    hf_rtf: str
+    hf_device: Any
+    ct2_seconds: str
+    ct2_rtf: str
+    ct2_device: Any
+    ct2_compute_type: Any
+    speedup: str
+    hf_texts_equal_ct2: Any
+
+    @classmethod
+    def from_speed(cls, run: str, s: Mapping[str, Any]) -> SpeedRow:
         hf, ct2 = s.get("hf") or {}, s.get("ct2") or {}
-        rows.append(
-            [
-                run,
-                s.get("utterances"),
-                _fmt_float(s.get("audio_s"), 2),
-                _fmt_float(hf.get("seconds"), 2),
-                _fmt_float(hf.get("rtf"), 4),
-                hf.get("device"),
-                _fmt_float(ct2.get("seconds"), 2),
-                _fmt_float(ct2.get("rtf"), 4),
-                ct2.get("device"),
-                ct2.get("compute_type"),
-                _fmt_float(s.get("speedup"), 2),
-                s.get("hf_texts_equal_ct2"),
-            ]
+        return cls(
+            run=run,
+            utterances=s.get("utterances"),
+            audio_s=_fmt_float(s.get("audio_s"), 2),
+            hf_seconds=_fmt_float(hf.get("seconds"), 2),
+            hf_rtf=_fmt_float(hf.get("rtf"), 4),
+            hf_device=hf.get("device"),
+            ct2_seconds=_fmt_float(ct2.get("seconds"), 2),
+            ct2_rtf=_fmt_float(ct2.get("rtf"), 4),
+            ct2_device=ct2.get("device"),
+            ct2_compute_type=ct2.get("compute_type"),
+            speedup=_fmt_float(s.get("speedup"), 2),
+            hf_texts_equal_ct2=s.get("hf_texts_equal_ct2"),
         )
-    return rows
 
 
-def _speed_section(speed_rows: list[list[Any]]) -> str:
+SPEED_COLUMNS = tuple(f.name for f in fields(SpeedRow))  # speed.tsv's header
+
+
+def _speed_rows(speeds: dict[str, dict]) -> list[SpeedRow]:
+    return [SpeedRow.from_speed(run, speeds[run]) for run in sorted(speeds)]
+
+
+def _speed_section(speed_rows: list[SpeedRow]) -> str:
     rows = [
         [
-            r[0],
-            _fmt_cell(r[1]),
-            r[2],
-            r[3],
-            r[6],
-            f"{r[10]}x" if r[10] else "n/a",
-            f"{_fmt_cell(r[5])} / {_fmt_cell(r[8])}",
-            _fmt_cell(r[9]),
-            _fmt_cell(r[11]),
+            r.run,
+            _fmt_cell(r.utterances),
+            r.audio_s,
+            r.hf_seconds,
+            r.ct2_seconds,
+            f"{r.speedup}x" if r.speedup else "n/a",
+            f"{_fmt_cell(r.hf_device)} / {_fmt_cell(r.ct2_device)}",
+            _fmt_cell(r.ct2_compute_type),
+            _fmt_cell(r.hf_texts_equal_ct2),
         ]
         for r in speed_rows
     ]
@@ -441,8 +287,10 @@ def _checkpoint_section(states: dict[str, dict], runs: Mapping[str, dict]) -> st
     for run in sorted(states):
         state = states[run]
         history = [e for e in state.get("log_history", []) if isinstance(e, dict)]
-        train_losses = [e["loss"] for e in history if _num(e.get("loss")) is not None]
-        eval_losses = [e["eval_loss"] for e in history if _num(e.get("eval_loss")) is not None]
+        train_losses = [e["loss"] for e in history if json_number(e.get("loss")) is not None]
+        eval_losses = [
+            e["eval_loss"] for e in history if json_number(e.get("eval_loss")) is not None
+        ]
         best_ckpt = state.get("best_model_checkpoint")
         metric = (runs.get(run) or {}).get("metric_for_best", "")
         rows.append(
@@ -488,6 +336,108 @@ def _normalization_line(cers: dict[tuple[str, str], dict], models, splits) -> st
     return "\n".join(lines)
 
 
+def _table_rows(
+    cers: dict[tuple[str, str], dict], models: list[str], splits: list[str]
+) -> list[list[Any]]:
+    """summary.tsv: one row per (model, split) with a CER file, TABLE_COLUMNS."""
+    table_rows = []
+    for model in models:
+        for split in splits:
+            res = cers.get((model, split))
+            if res is None:
+                continue
+            base_res = cers.get((BASE, split))
+            rel = (
+                None
+                if model == BASE or base_res is None
+                else _rel_change(res["cer"], base_res["cer"])
+            )
+            table_rows.append(
+                [
+                    model,
+                    split,
+                    _fmt_float(res["cer"], 6),
+                    _fmt_float(None if json_number(res["cer"]) is None else 100 * res["cer"], 2),
+                    "" if rel is None else f"{rel:.1f}",
+                    _fmt_float(res.get("cer_raw"), 6),
+                    res["substitutions"],
+                    res["deletions"],
+                    res["insertions"],
+                    res.get("hits"),
+                    res.get("ref_chars"),
+                    res["n_utts"],
+                    res.get("empty_refs"),
+                    _fmt_float(res.get("audio_hours"), 4),
+                ]
+            )
+    return table_rows
+
+
+def _worst_rows(
+    cers: dict[tuple[str, str], dict], models: list[str], splits: list[str]
+) -> list[list[Any]]:
+    """worst.tsv: every (model, split)'s worst utterances, WORST_COLUMNS."""
+    worst_rows = []
+    for model in models:
+        for split in splits:
+            for w in (cers.get((model, split)) or {}).get("worst") or []:
+                worst_rows.append(
+                    [
+                        model,
+                        split,
+                        w.get("id"),
+                        w.get("ref"),
+                        w.get("hyp"),
+                        w.get("edits"),
+                        _fmt_float(w.get("cer"), 4),
+                    ]
+                )
+    return worst_rows
+
+
+def _summary_md(
+    cers: dict[tuple[str, str], dict],
+    models: list[str],
+    splits: list[str],
+    speed_rows: list[SpeedRow],
+    trainer_states: dict[str, dict],
+    runs: Mapping[str, dict],
+    worst_rows: list[list[Any]],
+) -> str:
+    """summary.md: the CER tables, then speed and training where there are any."""
+    compact, detail = _cer_sections(cers, models, splits)
+    parts = [
+        "# whisperforge results",
+        "## Character error rate (%)",
+        "Lower is better; in parentheses: relative change vs the base model.",
+        compact,
+        "### Edit counts",
+        detail,
+        _normalization_line(cers, models, splits),
+    ]
+    if speed_rows:
+        parts += [
+            "## Decoding speed (CTranslate2 vs transformers)",
+            "Same utterances decoded by both; speedup = hf seconds / ct2 seconds.",
+            _speed_section(speed_rows),
+        ]
+    if trainer_states:
+        parts += ["## Training", _checkpoint_section(trainer_states, runs)]
+    if worst_rows:
+        parts.append("The worst utterances of every model and split are in `worst.tsv`.")
+    return "\n\n".join(parts) + "\n"
+
+
+def _runs_yaml(runs: Mapping[str, dict]) -> str:
+    """runs.yaml: every run's full settings, sorted."""
+    return yaml.safe_dump(
+        {run: dict(runs[run] or {}) for run in sorted(runs)},
+        sort_keys=True,
+        allow_unicode=True,
+        default_flow_style=False,
+    )
+
+
 def summarize(
     cer_files: Mapping[tuple[str, str], Path],
     speed_files: Mapping[str, Path],
@@ -510,96 +460,25 @@ def summarize(
         raise ValueError(f"summarize: out lacks {', '.join(missing)}")
     if not cer_files:
         raise WhisperforgeError("summarize: no CER files given")
-    cers = {key: _load_cer(Path(path)) for key, path in cer_files.items()}
+    cers = {key: load_cer(Path(path)) for key, path in cer_files.items()}
     models = list(models) if models else _model_order([m for m, _ in cers])
     splits = list(splits) if splits else _split_order([s for _, s in cers])
     speeds = {
-        run: _load_object(Path(p), "speed file", SPEED_KEYS) for run, p in speed_files.items()
+        run: read_json_object(Path(p), "speed file", SPEED_KEYS) for run, p in speed_files.items()
     }
-    trainer_states = {run: _load_state(Path(p)) for run, p in states.items()}
+    trainer_states = {run: load_trainer_state(Path(p)) for run, p in states.items()}
 
-    # summary.tsv
-    table_rows = []
-    for model in models:
-        for split in splits:
-            res = cers.get((model, split))
-            if res is None:
-                continue
-            base_res = cers.get((BASE, split))
-            rel = (
-                None
-                if model == BASE or base_res is None
-                else _rel_change(res["cer"], base_res["cer"])
-            )
-            table_rows.append(
-                [
-                    model,
-                    split,
-                    _fmt_float(res["cer"], 6),
-                    _fmt_float(None if _num(res["cer"]) is None else 100 * res["cer"], 2),
-                    "" if rel is None else f"{rel:.1f}",
-                    _fmt_float(res.get("cer_raw"), 6),
-                    res["substitutions"],
-                    res["deletions"],
-                    res["insertions"],
-                    res.get("hits"),
-                    res.get("ref_chars"),
-                    res["n_utts"],
-                    res.get("empty_refs"),
-                    _fmt_float(res.get("audio_hours"), 4),
-                ]
-            )
-
-    # worst.tsv
-    worst_rows = []
-    for model in models:
-        for split in splits:
-            for w in (cers.get((model, split)) or {}).get("worst") or []:
-                worst_rows.append(
-                    [
-                        model,
-                        split,
-                        w.get("id"),
-                        w.get("ref"),
-                        w.get("hyp"),
-                        w.get("edits"),
-                        _fmt_float(w.get("cer"), 4),
-                    ]
-                )
-
+    table_rows = _table_rows(cers, models, splits)
+    worst_rows = _worst_rows(cers, models, splits)
     speed_rows = _speed_rows(speeds)
-    compact, detail = _cer_sections(cers, models, splits)
-    parts = [
-        "# whisperforge results",
-        "## Character error rate (%)",
-        "Lower is better; in parentheses: relative change vs the base model.",
-        compact,
-        "### Edit counts",
-        detail,
-        _normalization_line(cers, models, splits),
-    ]
-    if speed_rows:
-        parts += [
-            "## Decoding speed (CTranslate2 vs transformers)",
-            "Same utterances decoded by both; speedup = hf seconds / ct2 seconds.",
-            _speed_section(speed_rows),
-        ]
-    if trainer_states:
-        parts += ["## Training", _checkpoint_section(trainer_states, runs)]
-    if worst_rows:
-        parts.append("The worst utterances of every model and split are in `worst.tsv`.")
-    summary_md = "\n\n".join(parts) + "\n"
+    summary_md = _summary_md(cers, models, splits, speed_rows, trainer_states, runs, worst_rows)
 
-    runs_yaml = yaml.safe_dump(
-        {run: dict(runs[run] or {}) for run in sorted(runs)},
-        sort_keys=True,
-        allow_unicode=True,
-        default_flow_style=False,
+    write_text(Path(out["table_tsv"]), _tsv(TABLE_COLUMNS, table_rows))
+    write_text(
+        Path(out["speed_tsv"]),
+        _tsv(SPEED_COLUMNS, [[getattr(row, c) for c in SPEED_COLUMNS] for row in speed_rows]),
     )
-
-    _write_text(Path(out["table_tsv"]), _tsv(TABLE_COLUMNS, table_rows))
-    _write_text(Path(out["speed_tsv"]), _tsv(SPEED_COLUMNS, speed_rows))
-    _write_text(Path(out["worst_tsv"]), _tsv(WORST_COLUMNS, worst_rows))
-    _write_text(Path(out["runs_yaml"]), runs_yaml)
-    _plot_cer(cers, models, splits, Path(out["chart_png"]))
-    _write_text(Path(out["summary_md"]), summary_md)
+    write_text(Path(out["worst_tsv"]), _tsv(WORST_COLUMNS, worst_rows))
+    write_text(Path(out["runs_yaml"]), _runs_yaml(runs))
+    plot_cer(cers, models, splits, Path(out["chart_png"]))
+    write_text(Path(out["summary_md"]), summary_md)

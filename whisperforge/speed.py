@@ -13,14 +13,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from whisperforge.errors import WhisperforgeError
+from whisperforge.audio import SAMPLE_RATE
+from whisperforge.errors import WhisperforgeError, one_line
 from whisperforge.manifest import read_manifest
 from whisperforge.transcribe import (
-    SAMPLE_RATE,
+    DecodeOptions,
     decode_one,
     load_audio,
     load_model,
-    one_line,
     pick_device_and_compute_type,
 )
 
@@ -77,19 +77,21 @@ def measure_speed(
     hf_dir: str | Path,
     ct2_dir: str | Path,
     manifest: str | Path,
+    options: DecodeOptions,
     *,
-    n_utterances: int = 20,
-    language: str = "zh",
-    beam_size: int = 5,
-    compute_type: str = "auto",
+    n_utterances: int,
     threads: int = 2,
     device: str = "auto",
 ) -> dict[str, Any]:
-    """Decode the first `n_utterances` with both back ends; return timings and the speedup."""
-    pick_device_and_compute_type(compute_type, device)  # train.device: cuda without one stops here
+    """Decode the first `n_utterances` with both back ends; return timings and the speedup.
+
+    Both decode with `options`' language and beam size (task: transcribe, no batching or VAD); the
+    CTranslate2 side with its compute type.
+    """
+    language, beam_size = options.language, options.beam_size
+    # train.device: cuda without one stops here
+    pick_device_and_compute_type(options.compute_type, device)
     hf_dir = Path(hf_dir)
-    if n_utterances < 1:
-        raise WhisperforgeError(f"eval.speed_utterances must be >= 1, got {n_utterances}")
     records = read_manifest(manifest)[:n_utterances]
     if not records:
         raise WhisperforgeError(f"{manifest}: manifest has no utterances to time")
@@ -100,7 +102,7 @@ def measure_speed(
 
     hf_texts, hf_s, hf_device, dtype = _time_hf(hf_dir, audios, language, beam_size, threads)
 
-    ct2, ct2_device, ctype = load_model(ct2_dir, compute_type, threads, device=device)
+    ct2, ct2_device, ctype = load_model(ct2_dir, options.compute_type, threads, device=device)
     opts = {"language": language, "task": "transcribe", "beam_size": beam_size}
     decode_one(ct2, audios[0], **opts)  # warm-up
     t0 = time.perf_counter()

@@ -11,7 +11,8 @@ How a recording becomes cues:
    (shorter than Whisper's 30 s window) is one decoding window, and its cue spans exactly the
    chunk. Cue times therefore come from the VAD, never from Whisper's timestamp tokens, which a
    model fine-tuned without timestamps (`train.timestamps: false`, the default) has unlearned.
-   `condition_on_previous_text` (default off) carries each chunk's text into the next prompt.
+   `condition_on_previous_text` (off in the shipped config) carries each chunk's text into the
+   next prompt.
 4. A cue longer than `max_line_chars` characters is split into several cues of balanced length,
    preferably after punctuation, with the time split in proportion to the characters, or at the
    words' own times when `word_timestamps` is on.
@@ -35,16 +36,16 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from whisperforge.audio import SAMPLE_RATE
 from whisperforge.errors import WhisperforgeError
-from whisperforge.manifest import atomic_path
-from whisperforge.report import best_run
+from whisperforge.files import write_text
+from whisperforge.options import SubtitleOptions
 
 if TYPE_CHECKING:
     import numpy as np
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16000
 AUDIO_EXTENSIONS = ("wav", "flac", "mp3", "m4a", "mp4", "mkv")
 # A recording's file name: no folder, one of AUDIO_EXTENSIONS in any case (a wildcard constraint).
 _ANY_CASE = [
@@ -59,18 +60,6 @@ SILENCE_PEAK = 10 ** (-60 / 20)  # without VAD: a peak below -60 dBFS is a silen
 MAX_TOKENS_PER_S = 25
 DECODER_POSITIONS = 448
 PUNCTUATION = set("，。！？；：、,.!?;:…")
-DEFAULTS: dict[str, Any] = {
-    "language": "zh",
-    "beam_size": 5,
-    "vad": True,
-    "max_segment_s": 6.0,
-    "max_line_chars": 20,
-    "word_timestamps": False,
-    "condition_on_previous_text": False,
-    "script": "simplified",
-    "vad_min_silence_ms": 500,
-    "vad_speech_pad_ms": 200,
-}
 
 
 @dataclass(frozen=True)
@@ -100,55 +89,26 @@ def is_recording(name: str) -> bool:
 # --- audio and speech ---------------------------------------------------------------------------
 
 
-def read_audio(audio_path: str | Path) -> np.ndarray:
-    """16 kHz mono float32 samples of any file PyAV decodes; a WhisperforgeError otherwise."""
-    from faster_whisper import decode_audio
-
-    from whisperforge.transcribe import one_line
-
-    path = Path(audio_path)
-    if not path.is_file():
-        raise WhisperforgeError(f"{path}: recording not found")
-    if path.stat().st_size == 0:
-        raise WhisperforgeError(f"{path}: empty file (0 bytes), not a recording")
-    try:
-        audio = decode_audio(str(path), sampling_rate=SAMPLE_RATE)
-    except IndexError as e:  # container.decode(audio=0) on a file without an audio stream
-        raise WhisperforgeError(f"{path}: no audio track") from e
-    except Exception as e:  # PyAV raises FFmpegError subclasses (also ValueError, OSError)
-        reason = getattr(e, "strerror", None) or one_line(e)  # FFmpeg's own words, if any
-        raise WhisperforgeError(f"{path}: cannot decode audio ({reason})") from e
-    if audio.size == 0:
-        raise WhisperforgeError(f"{path}: no audio samples (no audio track?)")
-    return audio
-
-
-def speech_clips(
-    audio: np.ndarray,
-    *,
-    vad: bool = True,
-    max_segment_s: float = 6.0,
-    vad_min_silence_ms: int = 500,
-    vad_speech_pad_ms: int = 200,
-) -> list[tuple[float, float]]:
+def speech_clips(audio: np.ndarray, options: SubtitleOptions) -> list[tuple[float, float]]:
     """(start, end) seconds of each stretch of speech, none longer than `max_segment_s`.
 
     With `vad`, silero VAD's chunks (padded by `vad_speech_pad_ms`, split at pauses of at least
     `vad_min_silence_ms` or when longer than `max_segment_s`); else consecutive windows.
     """
+    max_segment_s = options.max_segment_s
     total = len(audio) / SAMPLE_RATE
-    if not vad:
+    if not options.vad:
         n = max(1, math.ceil(total / max_segment_s))
         return [(i * max_segment_s, min(total, (i + 1) * max_segment_s)) for i in range(n)]
     from faster_whisper.vad import VadOptions, get_speech_timestamps
 
-    options = VadOptions(
+    vad_options = VadOptions(
         max_speech_duration_s=max_segment_s,
-        min_silence_duration_ms=vad_min_silence_ms,
-        speech_pad_ms=vad_speech_pad_ms,
+        min_silence_duration_ms=options.vad_min_silence_ms,
+        speech_pad_ms=options.vad_speech_pad_ms,
     )
     clips = []
-    for chunk in get_speech_timestamps(audio, options, sampling_rate=SAMPLE_RATE):
+    for chunk in get_speech_timestamps(audio, vad_options, sampling_rate=SAMPLE_RATE):
         start, end = chunk["start"] / SAMPLE_RATE, chunk["end"] / SAMPLE_RATE
         n = max(1, math.ceil((end - start) / max_segment_s - 1e-9))  # VAD keeps the bound
         step = (end - start) / n
@@ -168,10 +128,6 @@ def _converter(script: str | None):
     """A text -> text function putting Chinese into the configured script (identity for None)."""
     if script is None:
         return lambda text: text
-    if script not in SCRIPTS:
-        raise WhisperforgeError(
-            f"config subtitles.script: {script!r} is not one of {', '.join(SCRIPTS)} or null"
-        )
     import zhconv
 
     return lambda text: zhconv.convert(text, SCRIPTS[script])
@@ -190,7 +146,9 @@ def _token_request(longest_clip_s: float, with_previous_text: bool) -> int:
     return min(2 * budget, DECODER_POSITIONS - prompt)
 
 
-def _decode_clips(model, audio: np.ndarray, clips: list[tuple[float, float]], opts: dict) -> list:
+def _decode_clips(
+    model, audio: np.ndarray, clips: list[tuple[float, float]], opts: SubtitleOptions
+) -> list:
     """faster-whisper segments of the clips, text only; only each clip's first window is kept.
 
     With word timestamps faster-whisper seeks back to the last word's end and decodes the rest
@@ -201,19 +159,19 @@ def _decode_clips(model, audio: np.ndarray, clips: list[tuple[float, float]], op
     first_timestamp = tokenizer.token_to_id("<|notimestamps|>") + 1
     segments, _ = model.transcribe(
         audio,
-        language=opts["language"],
+        language=opts.language,
         task="transcribe",
-        beam_size=opts["beam_size"],
+        beam_size=opts.beam_size,
         temperature=0.0,
-        condition_on_previous_text=opts["condition_on_previous_text"],
+        condition_on_previous_text=opts.condition_on_previous_text,
         without_timestamps=True,
-        word_timestamps=opts["word_timestamps"],
+        word_timestamps=opts.word_timestamps,
         no_speech_threshold=None,
         # A stray pair of timestamp tokens would split the clip's text and send faster-whisper
         # back into the clip for the rest, which the filter below would then lose.
         suppress_tokens=[-1, *range(first_timestamp, tokenizer.get_vocab_size())],
         max_new_tokens=_token_request(
-            max(end - start for start, end in clips), opts["condition_on_previous_text"]
+            max(end - start for start, end in clips), opts.condition_on_previous_text
         ),
         vad_filter=False,
         clip_timestamps=[t for clip in clips for t in clip],
@@ -241,32 +199,24 @@ def _cues_from_segments(segments: list, clips: list[tuple[float, float]], conver
     return cues
 
 
-def transcribe_to_cues(model, audio_path: str | Path, **opts: Any) -> list[Cue]:
+def transcribe_to_cues(model, audio_path: str | Path, opts: SubtitleOptions) -> list[Cue]:
     """One cue per stretch of speech in the recording (before `split_long_cues`).
 
-    `opts` are `DEFAULTS`' keys. Raises a WhisperforgeError naming the file when it is empty,
-    cannot be decoded, holds no speech, or the model writes no text for it.
+    Raises a WhisperforgeError naming the file when it is empty, cannot be decoded, holds no
+    speech, or the model writes no text for it.
     """
-    unknown = set(opts) - set(DEFAULTS)
-    if unknown:
-        raise TypeError(f"unknown subtitle options: {', '.join(sorted(unknown))}")
-    opts = {**DEFAULTS, **opts}
+    from whisperforge.transcribe import decode_recording
+
     path = Path(audio_path)
-    audio = read_audio(path)
+    audio = decode_recording(path)
     seconds = len(audio) / SAMPLE_RATE
-    if not opts["vad"] and float(abs(audio).max()) < SILENCE_PEAK:
+    if not opts.vad and float(abs(audio).max()) < SILENCE_PEAK:
         raise WhisperforgeError(f"{path}: silent recording ({seconds:.1f} s below -60 dBFS)")
-    clips = speech_clips(
-        audio,
-        vad=opts["vad"],
-        max_segment_s=float(opts["max_segment_s"]),
-        vad_min_silence_ms=opts["vad_min_silence_ms"],
-        vad_speech_pad_ms=opts["vad_speech_pad_ms"],
-    )
+    clips = speech_clips(audio, opts)
     if not clips:
         raise WhisperforgeError(f"{path}: no speech found in {seconds:.1f} s of audio (silent?)")
     segments = _decode_clips(model, audio, clips, opts)
-    cues = _cues_from_segments(segments, clips, _converter(opts["script"]))
+    cues = _cues_from_segments(segments, clips, _converter(opts.script))
     if not cues:
         raise WhisperforgeError(
             f"{path}: the model wrote no text for {len(clips)} stretches of speech"
@@ -352,7 +302,7 @@ def _split_cue(cue: Cue, max_chars: int, max_segment_s: float | None) -> list[Cu
 
 
 def split_long_cues(
-    cues: Sequence[Cue], max_line_chars: int = 20, max_segment_s: float | None = None
+    cues: Sequence[Cue], max_line_chars: int, max_segment_s: float | None = None
 ) -> list[Cue]:
     """Cues of at most `max_line_chars` characters (and `max_segment_s` seconds, if given).
 
@@ -360,8 +310,6 @@ def split_long_cues(
     breaking after punctuation where that keeps lines at least a third full; each new boundary is
     the next word's start when the cue has word timestamps, else proportional to characters.
     """
-    if max_line_chars < 1:
-        raise WhisperforgeError(f"config subtitles.max_line_chars: {max_line_chars} is below 1")
     out: list[Cue] = []
     for cue in cues:
         out.extend(
@@ -383,14 +331,14 @@ def _timestamp(seconds: float, separator: str) -> str:
     return f"{hours:02d}:{minutes:02d}:{secs:02d}{separator}{ms:03d}"
 
 
-def _one_line(text: str) -> str:
+def _squash_spaces(text: str) -> str:
     return " ".join(text.split())
 
 
 def to_srt(cues: Sequence[Cue]) -> str:
     """SubRip text: numbered cues, `HH:MM:SS,mmm --> HH:MM:SS,mmm`, a blank line after each."""
     blocks = [
-        f"{i}\n{_timestamp(c.start, ',')} --> {_timestamp(c.end, ',')}\n{_one_line(c.text)}\n"
+        f"{i}\n{_timestamp(c.start, ',')} --> {_timestamp(c.end, ',')}\n{_squash_spaces(c.text)}\n"
         for i, c in enumerate(cues, 1)
     ]
     return "\n".join(blocks)
@@ -398,7 +346,7 @@ def to_srt(cues: Sequence[Cue]) -> str:
 
 def _vtt_escape(text: str) -> str:
     text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return _one_line(text)
+    return _squash_spaces(text)
 
 
 def to_vtt(cues: Sequence[Cue]) -> str:
@@ -412,12 +360,7 @@ def to_vtt(cues: Sequence[Cue]) -> str:
 
 def to_txt(cues: Sequence[Cue]) -> str:
     """A plain transcript: one line per cue (write_subtitles passes the unsplit cues)."""
-    return "".join(f"{_one_line(c.text)}\n" for c in cues)
-
-
-def _write_text(path: str | Path, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+    return "".join(f"{_squash_spaces(c.text)}\n" for c in cues)
 
 
 # --- the workflow step ----------------------------------------------------------------------------
@@ -426,8 +369,10 @@ def _write_text(path: str | Path, text: str) -> None:
 def resolve_model(requested: str, cer_files: Mapping[tuple[str, str], Path]) -> str:
     """The model a subtitle job uses: `requested`, or for "best" the run with the lowest test CER.
 
-    `cer_files` maps (model, split) to a cer.json, as for `whisperforge.report.best_run`.
+    `cer_files` maps (model, split) to a cer.json, as for `whisperforge.score.best_run`.
     """
+    from whisperforge.score import best_run
+
     if requested == BEST:
         return best_run(cer_files, "test")
     return requested
@@ -439,10 +384,10 @@ def write_subtitles(
     out_srt: str | Path,
     out_vtt: str | Path,
     out_txt: str | Path,
+    opts: SubtitleOptions,
     *,
-    compute_type: str = "auto",
+    compute_type: str,
     threads: int = 2,
-    **opts: Any,
 ) -> dict[str, Any]:
     """Transcribe one recording; write .srt and .vtt (split cues), .txt (one line per stretch).
 
@@ -451,14 +396,13 @@ def write_subtitles(
     """
     from whisperforge.transcribe import load_model
 
-    opts = {**DEFAULTS, **opts}
     t0 = time.perf_counter()
     model, device, ctype = load_model(ct2_dir, compute_type, threads)
-    cues = transcribe_to_cues(model, audio_path, **opts)
-    lines = split_long_cues(cues, opts["max_line_chars"], float(opts["max_segment_s"]))
-    _write_text(out_srt, to_srt(lines))
-    _write_text(out_vtt, to_vtt(lines))
-    _write_text(out_txt, to_txt(cues))
+    cues = transcribe_to_cues(model, audio_path, opts)
+    lines = split_long_cues(cues, opts.max_line_chars, opts.max_segment_s)
+    write_text(out_srt, to_srt(lines))
+    write_text(out_vtt, to_vtt(lines))
+    write_text(out_txt, to_txt(cues))
     facts = {
         "audio": str(audio_path),
         "model": str(ct2_dir),

@@ -34,8 +34,9 @@ from transformers import (
 from whisperforge.checkpoints import fingerprint, prepare_checkpoint_dir
 from whisperforge.dataset import Augment, SpeechCollator, SpeechDataset
 from whisperforge.errors import WhisperforgeError
+from whisperforge.files import write_json
 from whisperforge.gpu import pick_device, pick_precision
-from whisperforge.manifest import read_manifest, write_json
+from whisperforge.manifest import read_manifest
 
 log = logging.getLogger(__name__)
 
@@ -352,7 +353,7 @@ def memory_preflight(model: Any, plan: TrainingPlan, settings: dict[str, Any], t
 
 
 def cer_metric(processor: Any):
-    from whisperforge.score import normalize, score_pairs
+    from whisperforge.cer import normalize, score_pairs
 
     def compute(pred) -> dict[str, float]:
         labels = pred.label_ids.copy()

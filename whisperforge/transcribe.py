@@ -28,12 +28,14 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
-from whisperforge.errors import WhisperforgeError
-from whisperforge.manifest import atomic_path, read_manifest, utterance_id
+from whisperforge.audio import SAMPLE_RATE
+from whisperforge.errors import WhisperforgeError, one_line
+from whisperforge.files import atomic_path
+from whisperforge.manifest import read_manifest, utterance_id
+from whisperforge.options import DecodeOptions
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16000
 CHUNK_S = 30.0  # Whisper's window; longer clips are never batched
 MIN_BATCH_S = 0.01  # nor near-empty ones, which could not be told apart by start time
 CT2_FILES = ("model.bin", "config.json", "tokenizer.json", "preprocessor_config.json")
@@ -104,12 +106,6 @@ def load_model(
     return model, device, ctype
 
 
-def one_line(error: BaseException) -> str:
-    """An exception as `Type: first line of its message`."""
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
-
-
 def load_audio(path: str | Path, manifest: str | Path | None = None) -> np.ndarray:
     """16 kHz mono float32 samples; other rates or channel counts go through faster-whisper."""
     path = Path(path)
@@ -124,8 +120,29 @@ def load_audio(path: str | Path, manifest: str | Path | None = None) -> np.ndarr
         from faster_whisper import decode_audio
 
         return decode_audio(str(path), sampling_rate=SAMPLE_RATE)
-    except (RuntimeError, ValueError, OSError) as e:  # soundfile.LibsndfileError is RuntimeError
+    except (RuntimeError, ValueError, OSError) as e:  # sf.LibsndfileError is RuntimeError
         raise WhisperforgeError(f"{where}cannot read audio {path} ({one_line(e)})") from e
+
+
+def decode_recording(audio_path: str | Path) -> np.ndarray:
+    """16 kHz mono float32 samples of any file PyAV decodes; a WhisperforgeError otherwise."""
+    from faster_whisper import decode_audio
+
+    path = Path(audio_path)
+    if not path.is_file():
+        raise WhisperforgeError(f"{path}: recording not found")
+    if path.stat().st_size == 0:
+        raise WhisperforgeError(f"{path}: empty file (0 bytes), not a recording")
+    try:
+        audio = decode_audio(str(path), sampling_rate=SAMPLE_RATE)
+    except IndexError as e:  # container.decode(audio=0) on a file without an audio stream
+        raise WhisperforgeError(f"{path}: no audio track") from e
+    except Exception as e:  # PyAV raises FFmpegError subclasses (also ValueError, OSError)
+        reason = getattr(e, "strerror", None) or one_line(e)  # FFmpeg's own words, if any
+        raise WhisperforgeError(f"{path}: cannot decode audio ({reason})") from e
+    if audio.size == 0:
+        raise WhisperforgeError(f"{path}: no audio samples (no audio track?)")
+    return audio
 
 
 def decode_one(
@@ -211,13 +228,8 @@ def transcribe_manifest(
     ct2_dir: str | Path,
     manifest: str | Path,
     out_jsonl: str | Path,
+    options: DecodeOptions,
     *,
-    language: str = "zh",
-    task: str = "transcribe",
-    beam_size: int = 5,
-    batch_size: int = 8,
-    compute_type: str = "auto",
-    vad_filter: bool = False,
     threads: int = 2,
     progress: bool = True,
     device: str = "auto",
@@ -229,16 +241,13 @@ def transcribe_manifest(
     """
     from faster_whisper import BatchedInferencePipeline
 
-    if batch_size < 1 or beam_size < 1:
-        raise WhisperforgeError(
-            f"eval.batch_size ({batch_size}) and eval.beam_size ({beam_size}) must be >= 1"
-        )
+    batch_size, vad_filter = options.batch_size, options.vad_filter
     records = read_manifest(manifest)
     if not records:
         raise WhisperforgeError(f"{manifest}: manifest has no utterances")
-    model, device, ctype = load_model(ct2_dir, compute_type, threads, device=device)
+    model, device, ctype = load_model(ct2_dir, options.compute_type, threads, device=device)
     pipeline = BatchedInferencePipeline(model) if batch_size > 1 else None
-    opts = {"language": language, "task": task, "beam_size": beam_size}
+    opts = {"language": options.language, "task": options.task, "beam_size": options.beam_size}
     log.info(
         "decoding %d utterances of %s with %s on %s (%s), beam %d, batch %d, vad %s",
         len(records),
@@ -246,7 +255,7 @@ def transcribe_manifest(
         ct2_dir,
         device,
         ctype,
-        beam_size,
+        options.beam_size,
         batch_size,
         vad_filter,
     )

@@ -1,0 +1,260 @@
+"""Test helpers: audio and AISHELL-shaped archives made on the fly, and a private copy of the
+workflow to run the real Snakemake CLI in. Fixtures live in conftest.py."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import wave
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+from safetensors.torch import load_file, save_file
+
+from whisperforge.config import section_defaults
+from whisperforge.manifest import make_record, write_jsonl
+from whisperforge.options import DecodeOptions
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKFLOW_FILES = [
+    "Snakefile",
+    "config.yaml",
+    "rules",
+    "scripts",
+    "schemas",
+    "envs",
+    "report",
+    "profiles",
+    "demo",
+    "whisperforge",
+]
+
+
+RATE = 16000
+
+
+def speech_like(seconds: float, seed: int = 0) -> np.ndarray:
+    """Noise bursts with a pitch-like tone: energy that varies over time, like syllables."""
+    t = np.arange(round(seconds * RATE)) / RATE
+    envelope = 0.5 + 0.5 * np.sin(2 * np.pi * 3 * t)
+    noise = np.random.default_rng(seed).standard_normal(len(t)) * 0.05
+    return ((np.sin(2 * np.pi * 220 * t) * 0.3 + noise) * envelope).astype(np.float32)
+
+
+def record_of(path: Path, audio: np.ndarray, sentence: str = "今天天气很好") -> dict:
+    sf.write(path, audio, RATE, subtype="PCM_16")
+    duration = round(len(audio) / RATE, 2)
+    return {
+        "audio": {"path": str(path)},
+        "sentence": sentence,
+        "language": "Chinese",
+        "sentences": [{"start": 0, "end": duration, "text": sentence}],
+        "duration": duration,
+    }
+
+
+def wav_bytes(seconds: float, rate: int = 16000, channels: int = 1, width: int = 2) -> bytes:
+    """A valid PCM wav of a quiet tone."""
+    n = int(seconds * rate)
+    tone = (3000 * np.sin(np.arange(n) * 2 * np.pi * 440 / rate)).astype("<i2")
+    frames = np.repeat(tone[:, None], channels, axis=1).tobytes()
+    if width == 1:
+        frames = (np.frombuffer(frames, "<i2") // 256 + 128).astype("u1").tobytes()
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(channels)
+        w.setsampwidth(width)
+        w.setframerate(rate)
+        w.writeframes(frames)
+    return buf.getvalue()
+
+
+def add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    tar.addfile(info, io.BytesIO(data))
+
+
+def speaker_tar(wavs: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, data in wavs.items():
+            add_bytes(tar, name, data)
+    return buf.getvalue()
+
+
+def make_archive(
+    path: Path,
+    utterances: list[tuple[str, str, str, float]],
+    transcript: str | None,
+    *,
+    extra_members: dict[str, bytes] | None = None,
+    wav_overrides: dict[str, bytes] | None = None,
+) -> Path:
+    """An AISHELL-shaped tgz: utterances are (split, speaker, utt_id, seconds)."""
+    by_speaker: dict[str, dict[str, bytes]] = {}
+    for split, speaker, utt, seconds in utterances:
+        data = (wav_overrides or {}).get(utt) or wav_bytes(seconds)
+        by_speaker.setdefault(speaker, {})[f"{split}/{speaker}/{utt}.wav"] = data
+    with tarfile.open(path, "w:gz") as tar:
+        if transcript is not None:
+            add_bytes(
+                tar, "data_aishell/transcript/aishell_transcript_v0.8.txt", transcript.encode()
+            )
+        for speaker, wavs in sorted(by_speaker.items()):
+            add_bytes(tar, f"data_aishell/wav/{speaker}.tar.gz", speaker_tar(wavs))
+        for name, data in (extra_members or {}).items():
+            add_bytes(tar, name, data)
+    return path
+
+
+SMALL_UTTERANCES = [
+    ("train", "S0002", "BAC009S0002W0121", 1.5),
+    ("train", "S0002", "BAC009S0002W0122", 2.0),
+    ("train", "S0002", "BAC009S0002W0123", 0.3),  # shorter than min_audio_s
+    ("dev", "S0724", "BAC009S0724W0121", 1.2),
+    ("test", "S0764", "BAC009S0764W0121", 1.7),
+    ("test", "S0764", "BAC009S0764W0999", 1.0),  # no transcript line
+]
+SMALL_TRANSCRIPT = (
+    "BAC009S0002W0121 而 对 楼市 成交\n"
+    "BAC009S0002W0122 ａ股 市场 回暖\n"
+    "BAC009S0002W0123 短 句\n"
+    "BAC009S0724W0121 房价 稳定\n"
+    "BAC009S0764W0121 经济 增长 放缓\n"
+)
+
+
+def trimmed_demo_archive(out: Path, keep: dict[str, int]) -> Path:
+    """demo/data_aishell.tgz cut to the speakers of `keep`, each to its first n utterances."""
+    with tarfile.open(ROOT / "demo/data_aishell.tgz") as demo, tarfile.open(out, "w:gz") as tgz:
+        for member in demo.getmembers():
+            speaker = Path(member.name).name.removesuffix(".tar.gz")
+            if member.name.endswith(".tar.gz") and speaker not in keep:
+                continue
+            data = demo.extractfile(member).read() if member.isfile() else None
+            if data is not None and speaker in keep:
+                data = first_wavs(data, keep[speaker])
+                member.size = len(data)
+            tgz.addfile(member, io.BytesIO(data) if data is not None else None)
+    return out
+
+
+def first_wavs(speaker_tar: bytes, n: int) -> bytes:
+    out = io.BytesIO()
+    with (
+        tarfile.open(fileobj=io.BytesIO(speaker_tar)) as src,
+        tarfile.open(fileobj=out, mode="w:gz") as dst,
+    ):
+        wavs = sorted(
+            (m for m in src.getmembers() if m.name.endswith(".wav")), key=lambda m: m.name
+        )
+        for member in wavs[:n]:
+            dst.addfile(member, src.extractfile(member))
+    return out.getvalue()
+
+
+def copy_workflow(dest: Path) -> Path:
+    """A private copy of the workflow, so tests can edit code/config and run rules freely."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in WORKFLOW_FILES:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, dest / name)
+    return dest
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True, timeout: float = 1800):
+    """Run the real snakemake CLI in `workdir`; returns the CompletedProcess."""
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", *args]
+    proc = subprocess.run(
+        cmd,
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n"
+            f"{proc.stderr[-6000:]}"
+        )
+    return proc
+
+
+def jobs_planned(workdir: Path, *args: str) -> dict[str, int]:
+    """Rule -> job count that `snakemake -n` would run (empty when up to date)."""
+    proc = snakemake(workdir, "-n", *args, "--quiet", "rules")
+    counts: dict[str, int] = {}
+    in_table = False
+    for line in proc.stdout.splitlines():
+        parts = line.split()
+        if parts[:2] == ["job", "count"]:
+            in_table = True
+            continue
+        if in_table and len(parts) == 2 and parts[1].isdigit() and parts[0] != "total":
+            counts[parts[0]] = int(parts[1])
+    return counts
+
+
+# --- tiny CTranslate2 exports (test_export, test_transcribe, test_speed) ----------------------
+
+EOT = 50257  # <|endoftext|> in the large-v3 id layout the tiny model uses
+# config.yaml's evaluation decoding, from the schema's defaults.
+EVAL = DecodeOptions.from_config(section_defaults(ROOT / "schemas/config.schema.yaml", "eval"))
+
+
+def stop_after_one_token(model_dir: Path) -> None:
+    """Make the decoder's output constant and <|endoftext|> its best token (tied embeddings)."""
+    path = model_dir / "model.safetensors"
+    weights = load_file(path)
+    bias = torch.randn(weights["model.decoder.layer_norm.bias"].shape, generator=torch.Generator())
+    weights["model.decoder.layer_norm.weight"].zero_()
+    weights["model.decoder.layer_norm.bias"] = bias
+    weights["model.decoder.embed_tokens.weight"][EOT] = 50 * bias / bias.norm()
+    save_file(weights, path, metadata={"format": "pt"})
+
+
+def scale_weights(model_dir: Path, factor: float) -> None:
+    """Scale every weight matrix: the random decoder's output then depends on the input."""
+    path = model_dir / "model.safetensors"
+    weights = load_file(path)
+    for name, tensor in weights.items():
+        if tensor.ndim == 2 and "embed_positions" not in name:
+            weights[name] = tensor * factor
+    save_file(weights, path, metadata={"format": "pt"})
+
+
+def write_tone_wav(path: Path, seconds: float, freq: float) -> None:
+    t = np.arange(int(seconds * RATE)) / RATE
+    rng = np.random.default_rng(int(freq))
+    audio = 0.3 * np.sin(2 * np.pi * freq * t) + 0.05 * rng.standard_normal(t.size)
+    sf.write(path, audio.astype(np.float32), RATE, subtype="PCM_16")
+
+
+def tone_manifest(path: Path, clips: list[tuple[str, float, str]]) -> Path:
+    records = []
+    for i, (utt_id, seconds, sentence) in enumerate(clips):
+        wav = path.parent / f"{utt_id}.wav"
+        write_tone_wav(wav, seconds, 220.0 + 110 * i)
+        records.append(make_record(utt_id, str(wav), sentence, seconds))
+    write_jsonl(path, records)
+    return path
+
+
+def leftovers(parent: Path, keep: set[str]) -> list[str]:
+    return sorted(p.name for p in parent.iterdir() if p.name not in keep)
+
+
+def read_hyps(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]

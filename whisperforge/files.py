@@ -1,0 +1,98 @@
+"""Files the workflow writes and reads back: atomically, stably, with one-line errors.
+
+`atomic_path` yields a temp path beside the destination and renames it into place only when the
+block succeeds; `write_text` and `write_json` are its two common uses. `read_json` and
+`read_json_object` read a step's JSON output back, naming the file when it is missing or malformed,
+and `json_number` tells a finite number in it from anything else. `sha256_file` is the digest
+recorded for provenance and checkpoints.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from whisperforge.errors import WhisperforgeError
+
+
+@contextmanager
+def atomic_path(dest: str | Path, suffix: str = "") -> Iterator[Path]:
+    """Yield a temp path beside `dest`, renamed onto it only if the block succeeds."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=suffix or ".tmp", dir=dest.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        tmp_path.chmod(0o644)  # mkstemp makes it owner-only; results are for the team to read
+        os.replace(tmp_path, dest)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def write_text(path: str | Path, text: str) -> None:
+    """Write UTF-8 text atomically, newlines as given (the same bytes on every platform)."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(text.encode("utf-8"))
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    """Write pretty, key-sorted JSON atomically (stable bytes for the same content)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(
+            json.dumps(obj, ensure_ascii=False, indent=2, sort_keys=True) + "\n", encoding="utf-8"
+        )
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks; a missing or unreadable file raises naming it."""
+    path = Path(path)
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+    except FileNotFoundError:
+        raise WhisperforgeError(f"{path}: not found") from None
+    except OSError as e:
+        raise WhisperforgeError(f"{path}: cannot read ({e})") from None
+    return digest.hexdigest()
+
+
+def read_json(path: str | Path, what: str) -> Any:
+    """The JSON in `path`; a WhisperforgeError naming the file and `what` it should hold."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise WhisperforgeError(f"{path}: {what} not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise WhisperforgeError(f"{path}: cannot read {what} ({e})") from None
+    except json.JSONDecodeError as e:
+        raise WhisperforgeError(f"{path}: {what} is not valid JSON ({e.msg})") from None
+
+
+def read_json_object(path: str | Path, what: str, required: Sequence[str] = ()) -> dict[str, Any]:
+    """A JSON object with at least the `required` keys, else a WhisperforgeError naming them."""
+    obj = read_json(path, what)
+    if not isinstance(obj, dict):
+        raise WhisperforgeError(f"{path}: {what} must be a JSON object")
+    missing = [k for k in required if k not in obj]
+    if missing:
+        raise WhisperforgeError(f"{path}: {what} lacks {', '.join(missing)}")
+    return obj
+
+
+def json_number(x: Any) -> float | None:
+    """A finite float, or None for missing/non-numeric values."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
+        return None
+    return float(x)

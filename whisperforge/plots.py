@@ -1,0 +1,115 @@
+"""Figures: a run's train/eval loss curve (the finetune step) and the summary's CER bar chart.
+
+Drawn on an Agg canvas (no pyplot, so no global backend state), without the version stamp that
+matplotlib writes into PNG metadata, so the same inputs give the same bytes; written atomically.
+matplotlib is imported where it is used.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from whisperforge.errors import WhisperforgeError
+from whisperforge.files import atomic_path, json_number, read_json_object
+
+# PNG metadata matplotlib would otherwise stamp with its version: keep the bytes stable.
+_PNG_METADATA = {"Software": None}
+
+
+def load_trainer_state(adapter_dir: str | Path) -> dict[str, Any]:
+    """The Trainer state saved in a run's adapter directory (or given directly as the file)."""
+    path = Path(adapter_dir)
+    if path.is_dir():
+        path = path / "trainer_state.json"
+    state = read_json_object(path, "trainer state")
+    if not isinstance(state.get("log_history", []), list):
+        raise WhisperforgeError(f"{path}: trainer state's log_history is not a list")
+    return state
+
+
+def _new_figure(width: float, height: float) -> Any:
+    """A Figure on an Agg canvas (no pyplot, so no global backend state)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=100)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save_png(fig: Any, out_png: str | Path) -> None:
+    fig.tight_layout()
+    with atomic_path(out_png, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png", dpi=100, metadata=_PNG_METADATA)
+
+
+def plot_loss(trainer_state_json: Path, out_png: Path, title: str) -> None:
+    """Train and eval loss against step from a Trainer's `log_history`; raises if there is none."""
+    path = Path(trainer_state_json)
+    state = load_trainer_state(path)
+    train, evals = [], []
+    for entry in state.get("log_history", []):
+        if not isinstance(entry, dict) or json_number(entry.get("step")) is None:
+            continue
+        if json_number(entry.get("loss")) is not None:
+            train.append((entry["step"], entry["loss"]))
+        if json_number(entry.get("eval_loss")) is not None:
+            evals.append((entry["step"], entry["eval_loss"]))
+    if not train and not evals:
+        raise WhisperforgeError(
+            f"{path}: log_history has no 'loss' or 'eval_loss' entries to plot "
+            "(was logging_steps larger than the number of steps?)"
+        )
+    fig = _new_figure(8, 4.5)
+    ax = fig.add_subplot()
+    if train:
+        ax.plot(
+            [s for s, _ in train],
+            [v for _, v in train],
+            marker="." if len(train) < 50 else None,
+            label="train loss",
+        )
+    if evals:
+        ax.plot([s for s, _ in evals], [v for _, v in evals], marker="o", label="eval loss")
+        best_step, best_loss = min(evals, key=lambda p: (p[1], p[0]))
+        ax.scatter([best_step], [best_loss], s=120, facecolors="none", edgecolors="red", zorder=3)
+        ax.annotate(
+            f"lowest eval loss {best_loss:.4f} @ {best_step}",
+            (best_step, best_loss),
+            textcoords="offset points",
+            xytext=(0, 12),
+            ha="right" if best_step == max(p[0] for p in evals + train) else "center",
+            fontsize=8,
+        )
+    ax.set_xlabel("training step")
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    _save_png(fig, out_png)
+
+
+def plot_cer(
+    cers: dict[tuple[str, str], dict], models: list[str], splits: list[str], out: str | Path
+) -> None:
+    """CER % per model, bars grouped by split."""
+    fig = _new_figure(max(6.0, 1.2 + 0.9 * len(models) * len(splits)), 4.5)
+    ax = fig.add_subplot()
+    width = 0.8 / max(len(models), 1)
+    for i, model in enumerate(models):
+        xs, ys = [], []
+        for j, split in enumerate(splits):
+            cer = json_number(cers.get((model, split), {}).get("cer"))
+            if cer is not None:
+                xs.append(j - 0.4 + width * (i + 0.5))
+                ys.append(100 * cer)
+        bars = ax.bar(xs, ys, width=width, label=model)
+        ax.bar_label(bars, labels=[f"{y:.2f}" for y in ys], fontsize=8, padding=2)
+    ax.set_xticks(range(len(splits)), splits)
+    ax.set_xlabel("evaluation split")
+    ax.set_ylabel("CER (%)")
+    ax.set_title("Character error rate by model and split (lower is better)")
+    ax.margins(y=0.15)
+    ax.legend(title="model")
+    _save_png(fig, out)
