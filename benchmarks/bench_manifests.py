@@ -33,7 +33,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from whisperforge.aishell import build_manifests, extract_archive
+from whisperforge.aishell import Filters, build_manifests, extract_archive
+from whisperforge.config import section_defaults
+
+# config.yaml's filters (the schema's defaults), as the build_manifests rule applies them.
+FILTERS = Filters.from_config(
+    section_defaults(Path(__file__).resolve().parent.parent / "schemas/config.schema.yaml", "data")
+)
 
 
 def _wav(seconds: float, rng: np.random.Generator) -> bytes:
@@ -109,7 +115,7 @@ def run_aishell_py(archive: Path, out: Path) -> None:
 
 def run_whisperforge(archive: Path, out: Path, threads: int) -> None:
     extract_archive(archive, out / "wav", out / "transcript.txt", out / "wavs.tsv", threads=threads)
-    build_manifests(out / "transcript.txt", out / "wavs.tsv", out / "manifests")
+    build_manifests(out / "transcript.txt", out / "wavs.tsv", out / "manifests", filters=FILTERS)
 
 
 def timed(fn, *args) -> float:

@@ -50,12 +50,19 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import whisperforge.dataset as dataset  # noqa: E402
-from whisperforge.aishell import build_manifests, extract_archive  # noqa: E402
-from whisperforge.config import deep_merge, run_settings, validate_config  # noqa: E402
+from whisperforge.aishell import Filters, build_manifests, extract_archive  # noqa: E402
+from whisperforge.config import (  # noqa: E402
+    deep_merge,
+    run_settings,
+    section_defaults,
+    validate_config,
+)
 from whisperforge.manifest import read_manifest, write_jsonl  # noqa: E402
 from whisperforge.tinymodel import build_tiny_whisper  # noqa: E402
 from whisperforge.train import finetune  # noqa: E402
 
+# config.yaml's filters (the schema's defaults), as the build_manifests rule applies them.
+FILTERS = Filters.from_config(section_defaults(ROOT / "schemas/config.schema.yaml", "data"))
 NEVER = 10**9  # eval/save interval past any timed run
 NO_AUGMENT = {"speed_prob": 0.0, "volume_prob": 0.0, "noise_prob": 0.0, "shift_prob": 0.0}
 
@@ -99,7 +106,7 @@ def build_inputs(tmp: Path, config: dict[str, Any]) -> tuple[Path, Path, Path]:
     extract_archive(
         ROOT / config["data"]["archive"], data / "wav", data / "transcript.txt", data / "wavs.tsv"
     )
-    build_manifests(data / "transcript.txt", data / "wavs.tsv", data / "manifests")
+    build_manifests(data / "transcript.txt", data / "wavs.tsv", data / "manifests", filters=FILTERS)
     tiny = config["model"]["tiny"]
     dims = ("d_model", "encoder_layers", "decoder_layers", "attention_heads", "ffn_dim")
     with open(os.devnull, "w") as quiet, contextlib.redirect_stderr(quiet):  # progress bar

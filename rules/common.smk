@@ -93,15 +93,3 @@ def all_targets():
         *SUBTITLE_TARGETS,
     ]
     return targets
-
-
-def manifest_params(required_splits):
-    data = config["data"]
-    return dict(
-        min_audio_s=data["min_audio_s"],
-        max_audio_s=data["max_audio_s"],
-        max_text_chars=data["max_text_chars"],
-        bad_wav=data["bad_wav"],
-        train_on_dev=data["train_on_dev"],
-        required_splits=required_splits,
-    )

@@ -74,7 +74,8 @@ else:
         conda:
             "../envs/data.yaml"
         params:
-            **manifest_params(SPLITS),
+            data=config["data"],  # its filter keys and train_on_dev
+            required_splits=SPLITS,
             code=code_digest("build_manifests.py"),
         script:
             "../scripts/build_manifests.py"
@@ -95,7 +96,8 @@ rule build_base_domain_manifests:
     conda:
         "../envs/data.yaml"
     params:
-        **manifest_params(["train", "dev"]),
+        data=config["data"],
+        required_splits=["train", "dev"],
         code=code_digest("build_manifests.py"),
     script:
         "../scripts/build_manifests.py"

@@ -11,11 +11,7 @@ if TINY_BASE:
         conda:
             "../envs/train.yaml"
         params:
-            dims={
-                k: config["model"]["tiny"][k]
-                for k in ("d_model", "encoder_layers", "decoder_layers")
-                + ("attention_heads", "ffn_dim")
-            },
+            tiny=config["model"]["tiny"],  # the builder takes the dims it names
             seed=config["model"]["tiny"]["pretrain"]["seed"],
             code=code_digest("build_tiny_whisper.py"),
         script:

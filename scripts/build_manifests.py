@@ -8,14 +8,14 @@ from whisperforge.aishell import Filters, build_manifests
 
 
 def main(smk):
-    p = smk.params
+    data = smk.params.data
     build_manifests(
         smk.input.transcript,
         smk.input.index,
         Path(smk.output.stats).parent,
-        filters=Filters(p.min_audio_s, p.max_audio_s, p.max_text_chars, p.bad_wav),
-        train_on_dev=p.train_on_dev,
-        required_splits=p.required_splits,
+        filters=Filters.from_config(data),
+        train_on_dev=data["train_on_dev"],
+        required_splits=smk.params.required_splits,
     )
 
 

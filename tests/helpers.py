@@ -18,7 +18,9 @@ import soundfile as sf
 import torch
 from safetensors.torch import load_file, save_file
 
+from whisperforge.aishell import Filters
 from whisperforge.config import section_defaults
+from whisperforge.dataset import Augment
 from whisperforge.manifest import make_record, write_jsonl
 from whisperforge.options import DecodeOptions
 
@@ -208,6 +210,21 @@ def jobs_planned(workdir: Path, *args: str) -> dict[str, int]:
 
 
 # --- tiny CTranslate2 exports (test_export, test_transcribe, test_speed) ----------------------
+
+SCHEMA = ROOT / "schemas/config.schema.yaml"
+
+
+def augment(**on) -> Augment:
+    """config.yaml's augmentation settings with every augmentation off except those in `on`."""
+    section = section_defaults(SCHEMA, "train")["augment"]
+    off = {key: 0.0 for key in section if key.endswith("_prob")}
+    return Augment(**{**section, **off, **on})
+
+
+def filters(**changes) -> Filters:
+    """config.yaml's manifest filters (the schema's defaults), with `changes`."""
+    return Filters.from_config({**section_defaults(SCHEMA, "data"), **changes})
+
 
 EOT = 50257  # <|endoftext|> in the large-v3 id layout the tiny model uses
 # config.yaml's evaluation decoding, from the schema's defaults.

@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers import SMALL_TRANSCRIPT, SMALL_UTTERANCES, make_archive, wav_bytes
+from helpers import SMALL_TRANSCRIPT, SMALL_UTTERANCES, filters, make_archive, wav_bytes
 
-from whisperforge.aishell import Filters, build_manifests, extract_archive, read_wav_index
+from whisperforge.aishell import build_manifests, extract_archive, read_wav_index
 from whisperforge.errors import WhisperforgeError
 from whisperforge.manifest import read_manifest
 
@@ -36,7 +36,9 @@ def test_extract_indexes_every_wav_with_header_duration(small_archive, tmp_path)
 
 def test_manifests_fields_filters_and_fullwidth(small_archive, tmp_path):
     extract(small_archive, tmp_path / "x")
-    stats = build_manifests(tmp_path / "x/transcript.txt", tmp_path / "x/wavs.tsv", tmp_path / "m")
+    stats = build_manifests(
+        tmp_path / "x/transcript.txt", tmp_path / "x/wavs.tsv", tmp_path / "m", filters=filters()
+    )
     assert stats["utterances"] == {"train": 2, "dev": 1, "test": 1}
     assert stats["skipped"] == {"no_transcript": 1, "too_short": 1}
     train = read_manifest(tmp_path / "m/train.jsonl")
@@ -53,7 +55,11 @@ def test_manifests_fields_filters_and_fullwidth(small_archive, tmp_path):
 def test_train_on_dev_merges_dev_into_train(small_archive, tmp_path):
     extract(small_archive, tmp_path / "x")
     stats = build_manifests(
-        tmp_path / "x/transcript.txt", tmp_path / "x/wavs.tsv", tmp_path / "m", train_on_dev=True
+        tmp_path / "x/transcript.txt",
+        tmp_path / "x/wavs.tsv",
+        tmp_path / "m",
+        filters=filters(),
+        train_on_dev=True,
     )
     ids = [r["id"] for r in read_manifest(tmp_path / "m/train.jsonl")]
     assert "BAC009S0724W0121" in ids and stats["utterances"]["train"] == 3
@@ -65,7 +71,7 @@ def test_max_text_length_filter(small_archive, tmp_path):
         tmp_path / "x/transcript.txt",
         tmp_path / "x/wavs.tsv",
         tmp_path / "m",
-        filters=Filters(max_text_chars=5),
+        filters=filters(max_text_chars=5),
         required_splits=["dev"],
     )
     # 而对楼市成交, a股市场回暖 (train) and 经济增长放缓 (test) have 6 characters; 房价稳定 has 4
@@ -133,7 +139,7 @@ def test_transcript_line_without_text_names_the_line(small_archive, tmp_path):
     transcript = tmp_path / "x/transcript.txt"
     transcript.write_text(SMALL_TRANSCRIPT + "BAC009S0002W0124\n", encoding="utf-8")
     with pytest.raises(WhisperforgeError, match=r"transcript\.txt:6: transcript line has no text"):
-        build_manifests(transcript, tmp_path / "x/wavs.tsv", tmp_path / "m")
+        build_manifests(transcript, tmp_path / "x/wavs.tsv", tmp_path / "m", filters=filters())
     assert_no_outputs(tmp_path / "m")
 
 
@@ -147,9 +153,9 @@ def test_bad_wav_format_errors_or_skips(tmp_path):
     extract(archive, tmp_path / "x")
     args = (tmp_path / "x/transcript.txt", tmp_path / "x/wavs.tsv", tmp_path / "m")
     with pytest.raises(WhisperforgeError, match=r"BAC009S0002W0121\.wav: wav is 8000 Hz, 2 chan"):
-        build_manifests(*args)
+        build_manifests(*args, filters=filters())
     assert_no_outputs(tmp_path / "m")
-    stats = build_manifests(*args, filters=Filters(bad_wav="skip"))
+    stats = build_manifests(*args, filters=filters(bad_wav="skip"))
     assert stats["skipped"]["bad_format"] == 1
     assert stats["utterances"]["train"] == 1
 
@@ -164,7 +170,9 @@ def test_parallel_extraction_matches_serial(small_archive, tmp_path):
 
 def test_stats_record_hours_and_speakers(small_archive, tmp_path):
     extract(small_archive, tmp_path / "x")
-    build_manifests(tmp_path / "x/transcript.txt", tmp_path / "x/wavs.tsv", tmp_path / "m")
+    build_manifests(
+        tmp_path / "x/transcript.txt", tmp_path / "x/wavs.tsv", tmp_path / "m", filters=filters()
+    )
     stats = json.loads((tmp_path / "m/stats.json").read_text())
     assert stats["hours"]["train"] == pytest.approx(3.5 / 3600, abs=1e-4)
     assert stats["speakers"] == {"train": 1, "dev": 1, "test": 1}

@@ -8,13 +8,12 @@ import re
 import numpy as np
 import pytest
 import soundfile as sf
-from helpers import RATE, record_of, speech_like
+from helpers import RATE, augment, record_of, speech_like
 from transformers import WhisperFeatureExtractor, WhisperProcessor
 
 from whisperforge import dataset
 from whisperforge.dataset import (
     FRAMES_PER_S,
-    Augment,
     SpeechDataset,
     audio_frames,
     shift_features,
@@ -56,14 +55,14 @@ def test_log_mels_are_cached_without_audio_augmentation(processor, tmp_path, mon
     real_load = dataset.load_audio
     monkeypatch.setattr(dataset, "load_audio", lambda path: reads.append(path) or real_load(path))
 
-    shift_only = SpeechDataset(records, processor, augment=Augment(shift_prob=1.0), seed=1)
+    shift_only = SpeechDataset(records, processor, augment=augment(shift_prob=1.0), seed=1)
     for _epoch in range(3):
         for i in range(len(records)):
             shift_only[i]
     assert len(reads) == len(records)  # one read per clip, whatever the epochs and shifts
 
     reads.clear()
-    speed = SpeechDataset(records, processor, augment=Augment(speed_prob=1.0), seed=1)
+    speed = SpeechDataset(records, processor, augment=augment(speed_prob=1.0), seed=1)
     speed[0], speed[0]
     assert len(reads) == 2  # a new speed per visit: nothing to cache
 
@@ -72,7 +71,7 @@ def test_shift_delays_the_speech_by_the_drawn_frames(processor, tmp_path):
     record = record_of(tmp_path / "a.wav", speech_like(1.5))
     plain = SpeechDataset([record], processor)[0]["input_features"]
     shifting = SpeechDataset(
-        [record], processor, augment=Augment(shift_prob=1.0, shift_max_s=0.5), seed=3
+        [record], processor, augment=augment(shift_prob=1.0, shift_max_s=0.5), seed=3
     )
     shifts = set()
     for _ in range(20):
@@ -87,7 +86,7 @@ def test_shift_delays_the_speech_by_the_drawn_frames(processor, tmp_path):
 def test_timestamp_labels_move_with_the_shift(processor, tmp_path):
     record = record_of(tmp_path / "a.wav", speech_like(1.5))
     data = SpeechDataset(
-        [record], processor, timestamps=True, augment=Augment(shift_prob=1.0), seed=5
+        [record], processor, timestamps=True, augment=augment(shift_prob=1.0), seed=5
     )
     tokenizer = processor.tokenizer
     for _ in range(10):
@@ -100,7 +99,7 @@ def test_timestamp_labels_move_with_the_shift(processor, tmp_path):
 
 def test_shift_never_pushes_audio_out_of_the_window(processor, tmp_path):
     record = record_of(tmp_path / "long.wav", speech_like(29.9))
-    data = SpeechDataset([record], processor, augment=Augment(shift_prob=1.0, shift_max_s=2.0))
+    data = SpeechDataset([record], processor, augment=augment(shift_prob=1.0, shift_max_s=2.0))
     for _ in range(5):
         features = data[0]["input_features"]
         silent_lead = np.argmax(features.max(axis=0) > features.min())
@@ -108,10 +107,10 @@ def test_shift_never_pushes_audio_out_of_the_window(processor, tmp_path):
 
 
 def test_shift_draws_are_reproducible_from_the_seed():
-    augment = Augment(shift_prob=0.5, shift_max_s=0.3)
-    draws = [augment.shift_frames(random.Random(7)) for _ in range(3)]
+    shift = augment(shift_prob=0.5, shift_max_s=0.3)
+    draws = [shift.shift_frames(random.Random(7)) for _ in range(3)]
     assert len(set(draws)) == 1
-    spread = {augment.shift_frames(random.Random(seed)) for seed in range(200)}
+    spread = {shift.shift_frames(random.Random(seed)) for seed in range(200)}
     assert 0 in spread and max(spread) == 30 and len(spread) > 10
 
 
@@ -133,7 +132,7 @@ def test_faster_whisper_padding_gives_the_engines_own_features(processor, tmp_pa
         [record],
         processor,
         feature_padding="faster-whisper",
-        augment=Augment(shift_prob=1.0, shift_max_s=0.3),
+        augment=augment(shift_prob=1.0, shift_max_s=0.3),
         seed=2,
     )[0]["input_features"]
     frames = engine.shape[1]

@@ -24,7 +24,7 @@ import threading
 import wave
 import zlib
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path, PurePosixPath
@@ -251,12 +251,17 @@ def read_transcript(path: str | Path, name: str | None = None) -> dict[str, str]
 
 @dataclass(frozen=True)
 class Filters:
-    """Which utterances a manifest keeps (Whisper-Finetune's defaults)."""
+    """Which utterances a manifest keeps: config `data`'s filter keys (defaults in the schema)."""
 
-    min_audio_s: float = 0.5
-    max_audio_s: float = 30.0
-    max_text_chars: int = 200
-    bad_wav: str = "error"  # "error" or "skip": a wav that is not 16 kHz mono 16-bit
+    min_audio_s: float
+    max_audio_s: float
+    max_text_chars: int
+    bad_wav: str  # "error" or "skip": a wav that is not 16 kHz mono 16-bit
+
+    @classmethod
+    def from_config(cls, data: Mapping[str, Any]) -> Filters:
+        """The filters in an already validated `data` section."""
+        return cls(**{f.name: data[f.name] for f in fields(cls)})
 
     def reject_reason(self, entry: WavEntry, sentence: str) -> str | None:
         if not entry.format_ok:
@@ -281,7 +286,7 @@ def build_manifests(
     wav_index: str | Path,
     out_dir: str | Path,
     *,
-    filters: Filters = Filters(),
+    filters: Filters,
     train_on_dev: bool = False,
     language: str = "Chinese",
     required_splits: tuple[str, ...] | list[str] = SPLITS,

@@ -29,19 +29,20 @@ class Augment:
     The shift delays the speech by up to `shift_max_s` of silence. Clips that all start the same
     way (synthetic speech, or one recording setup) otherwise teach a small model where in the
     window speech begins, and it then fails on clips cut elsewhere (a VAD's, for subtitles).
+    Built from config `train.augment` (defaults in the schema only).
     """
 
-    speed_prob: float = 0.0
-    speed_min: float = 0.9
-    speed_max: float = 1.1
-    volume_prob: float = 0.0
-    volume_db: float = 15.0
-    noise_prob: float = 0.0
-    noise_dir: str | None = None
-    snr_min: float = 10.0
-    snr_max: float = 50.0
-    shift_prob: float = 0.0
-    shift_max_s: float = 0.5
+    speed_prob: float
+    speed_min: float
+    speed_max: float
+    volume_prob: float
+    volume_db: float
+    noise_prob: float
+    noise_dir: str | None
+    snr_min: float
+    snr_max: float
+    shift_prob: float
+    shift_max_s: float
 
     @property
     def changes_audio(self) -> bool:
