@@ -82,7 +82,8 @@ def _iter_outer(archive: Path) -> Iterator[tuple[tarfile.TarInfo, tarfile.TarFil
         yield from ((member, outer) for member in outer)
 
 
-def _wav_header(data: bytes, where: str) -> tuple[int, int, int, float]:
+def wav_header(data: bytes, where: str) -> tuple[int, int, int, float]:
+    """(sample rate, channels, bytes per sample, seconds) of a wav, from its header."""
     try:
         with wave.open(io.BytesIO(data)) as w:
             rate, channels, width, frames = (
@@ -114,7 +115,7 @@ def extract_speaker_tar(data: bytes, name: str, archive: Path, wav_root: Path) -
                     )
                 split, speaker = rel.parts[-3], rel.parts[-2]
                 blob = tar.extractfile(member).read()
-                rate, channels, width, duration = _wav_header(blob, f"{where}:{member.name}")
+                rate, channels, width, duration = wav_header(blob, f"{where}:{member.name}")
                 out = wav_root / split / speaker / rel.name
                 out.parent.mkdir(parents=True, exist_ok=True)
                 out.write_bytes(blob)

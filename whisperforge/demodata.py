@@ -30,17 +30,15 @@ import subprocess
 import tarfile
 import tempfile
 import unicodedata
-import wave
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from whisperforge.aishell import SPEAKER_TAR_DIR, TRANSCRIPT_MEMBER, wav_header
 from whisperforge.audio import SAMPLE_RATE
 from whisperforge.errors import WhisperforgeError
 
 ESPEAK_VOICE = "cmn-latn-pinyin"  # plain `cmn` reads latin letters (and some hanzi) as English
-TRANSCRIPT_MEMBER = "data_aishell/transcript/aishell_transcript_v0.8.txt"
-WAV_DIR = "data_aishell/wav"
 UTT_ID = "BAC009S{speaker:04d}W{number:04d}"
 FIRST_UTT_NUMBER = 121  # real AISHELL utterance numbers per speaker start around W0121
 ORPHAN_UTT_NUMBER = 901  # wavs with no transcript line get W0901, W0902, ...
@@ -221,15 +219,11 @@ def synthesize(text: str, voice: Voice, out_wav: str | Path) -> float:
 
 def wav_duration(data: bytes, where: str) -> float:
     """Duration of a 16 kHz 16-bit mono wav; WhisperforgeError if it is anything else."""
-    try:
-        with wave.open(io.BytesIO(data)) as w:
-            fmt = (w.getframerate(), w.getnchannels(), w.getsampwidth())
-            frames = w.getnframes()
-    except (wave.Error, EOFError) as e:
-        raise WhisperforgeError(f"{where}: not a readable wav ({e})") from None
-    if fmt != (SAMPLE_RATE, 1, 2):
+    rate, channels, width, seconds = wav_header(data, where)
+    if (rate, channels, width) != (SAMPLE_RATE, 1, 2):
+        fmt = (rate, channels, width)
         raise WhisperforgeError(f"{where}: wav is {fmt} (rate, channels, bytes), not 16 kHz mono")
-    return frames / SAMPLE_RATE
+    return seconds
 
 
 # --------------------------------------------------------------------------- archives
@@ -324,7 +318,7 @@ def build_aishell_archive(
                     seconds[spk.split] += duration
                 else:
                     n_orphans += 1
-            members[f"{WAV_DIR}/{spk.name}.tar.gz"] = _tar_bytes(wavs)
+            members[f"{SPEAKER_TAR_DIR}{spk.name}.tar.gz"] = _tar_bytes(wavs)
     members[TRANSCRIPT_MEMBER] = "".join(f"{line}\n" for line in sorted(lines)).encode("utf-8")
     data = _tar_bytes(members)
     out_tgz.parent.mkdir(parents=True, exist_ok=True)
