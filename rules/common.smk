@@ -2,10 +2,12 @@
 
 import re
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 sys.path.insert(0, workflow.basedir)
 
+from whisperforge.aishell import Filters
 from whisperforge.code import module_digest
 from whisperforge.config import run_settings, validate_config
 from whisperforge.options import decode_keys
@@ -38,6 +40,13 @@ def code_digest(script):
 def decode_options(*extra_keys):
     """The `eval` keys a decoding step uses: changing any other eval key reruns none of them."""
     return {key: config["eval"][key] for key in [*decode_keys(), *extra_keys]}
+
+
+def manifest_settings():
+    """The `data` keys the manifest steps use: the filters and train_on_dev. Not the archive's
+    md5 or size: extract_aishell checks those, and the base-domain manifests must not see them."""
+    keys = [f.name for f in fields(Filters)] + ["train_on_dev"]
+    return {key: config["data"][key] for key in keys}
 
 
 def archive_path(corpus="aishell"):

@@ -74,7 +74,7 @@ else:
         conda:
             "../envs/data.yaml"
         params:
-            data=config["data"],  # its filter keys and train_on_dev
+            data=manifest_settings(),
             required_splits=SPLITS,
             code=code_digest("build_manifests.py"),
         script:
@@ -96,7 +96,7 @@ rule build_base_domain_manifests:
     conda:
         "../envs/data.yaml"
     params:
-        data=config["data"],
+        data=manifest_settings(),
         required_splits=["train", "dev"],
         code=code_digest("build_manifests.py"),
     script:
