@@ -44,7 +44,8 @@ def decode_options(*extra_keys):
 
 def manifest_settings():
     """The `data` keys the manifest steps use: the filters and train_on_dev. Not the archive's
-    md5 or size: extract_aishell checks those, and the base-domain manifests must not see them."""
+    md5 or size: extract_aishell checks those, and the base-domain manifests must not see them.
+    """
     keys = [f.name for f in fields(Filters)] + ["train_on_dev"]
     return {key: config["data"][key] for key in keys}
 
