@@ -17,7 +17,8 @@ include: "rules/common.smk"
 wildcard_constraints:
     run="|".join(re.escape(r) for r in RUNS),
     model="|".join(re.escape(m) for m in MODELS),
-    split="train|dev|test",
+    split="|".join(re.escape(s) for s in [*SPLITS, *EXTRA_SETS]),
+    quantization="|".join(QUANTIZATIONS),
     corpus="aishell|base_domain",
 
 

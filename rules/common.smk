@@ -23,7 +23,10 @@ RUNS = sorted(config["runs"])
 MODELS = ["base", *RUNS]
 SPLITS = ["train", "dev", "test"]
 EVAL_SPLITS = config["eval"]["splits"]
-CT2_DIR = f"ct2-{config['export']['quantization']}"
+EXTRA_SETS = list(config["eval"]["sets"])  # the user's own test sets (eval.sets)
+EVAL_SETS = [*EVAL_SPLITS, *EXTRA_SETS]  # everything every model is scored on
+QUANTIZATIONS = config["export"]["quantizations"]  # the primary first
+CT2_DIR = f"ct2-{QUANTIZATIONS[0]}"  # the primary export: evaluation, subtitles, speed baseline
 TINY_BASE = config["model"]["base"] == "tiny"
 
 
@@ -66,6 +69,36 @@ def manifest(split):
     return f"results/manifests/{split}.jsonl"
 
 
+def eval_manifest(name):
+    """A split's manifest, or an eval.sets manifest once checked and copied (import_eval_set)."""
+    return (
+        f"results/manifests/sets/{name}.jsonl" if name in EXTRA_SETS else manifest(name)
+    )
+
+
+def ct2_dir(model, quantization=None):
+    return f"results/models/{model}/ct2-{quantization or QUANTIZATIONS[0]}"
+
+
+def eval_dir(model, quantization, name):
+    """Where `model`'s export `quantization` is scored on set `name`: the primary export keeps
+    the paths of one-export versions (results/eval/<model>/<set>), others nest by variant.
+    """
+    if quantization == QUANTIZATIONS[0]:
+        return f"results/eval/{model}/{name}"
+    return f"results/eval/{model}/ct2-{quantization}/{name}"
+
+
+def every_cer():
+    """cer.json of every model, export and set."""
+    return [
+        f"{eval_dir(model, q, name)}/cer.json"
+        for model in MODELS
+        for q in QUANTIZATIONS
+        for name in EVAL_SETS
+    ]
+
+
 def hub_model_dir():
     slug = re.sub(r"[^\w.-]+", "--", config["model"]["base"])
     return f"resources/models/{slug}@{config['model']['revision'] or 'main'}"
@@ -94,9 +127,7 @@ def all_targets():
     targets = [
         "results/summary.md",
         "results/manifests/stats.json",
-        *expand(
-            "results/eval/{model}/{split}/cer.json", model=MODELS, split=EVAL_SPLITS
-        ),
+        *every_cer(),
         *expand("results/eval/{run}/speed.json", run=RUNS),
         *expand("results/models/{run}/loss.png", run=RUNS),
         *expand("results/models/{model}/provenance.json", model=MODELS),

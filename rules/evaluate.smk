@@ -1,10 +1,30 @@
-# Evaluation stage: CT2 export -> hypotheses -> CER; speed; summary and report.
+# Evaluation stage: each CT2 export x each set (eval splits, eval.sets) -> hypotheses -> CER;
+# speed; summary and report.
+
+
+rule import_eval_set:
+    # An eval.sets manifest, every line and its audio checked, copied into the DAG.
+    input:
+        manifest=lambda wc: config["eval"]["sets"][wc.name],
+    output:
+        "results/manifests/sets/{name}.jsonl",
+    log:
+        "logs/eval/import_eval_set_{name}.log",
+    wildcard_constraints:
+        name="|".join(re.escape(s) for s in EXTRA_SETS) or "^$",
+    conda:
+        "../envs/evaluate.yaml"
+    params:
+        code=code_digest("import_eval_set.py"),
+    script:
+        "../scripts/import_eval_set.py"
 
 
 rule transcribe:
+    # {split}: an eval split or an eval.sets name; the primary export (results/eval/<model>/...).
     input:
         model=f"results/models/{{model}}/{CT2_DIR}",
-        manifest=lambda wc: manifest(wc.split),
+        manifest=lambda wc: eval_manifest(wc.split),
     output:
         "results/eval/{model}/{split}/hyp.jsonl",
     log:
@@ -22,6 +42,21 @@ rule transcribe:
         code=code_digest("transcribe.py"),
     script:
         "../scripts/transcribe.py"
+
+
+use rule transcribe as transcribe_variant with:
+    # Another export.quantizations variant: results/eval/<model>/ct2-<q>/<set>/.
+    input:
+        model="results/models/{model}/ct2-{quantization}",
+        manifest=lambda wc: eval_manifest(wc.split),
+    output:
+        "results/eval/{model}/ct2-{quantization}/{split}/hyp.jsonl",
+    log:
+        "logs/eval/transcribe_{model}_{quantization}_{split}.log",
+    benchmark:
+        "benchmarks/out/transcribe_{model}_{quantization}_{split}.tsv"
+    wildcard_constraints:
+        quantization="|".join(QUANTIZATIONS[1:]) or "^$",
 
 
 rule score:
@@ -47,10 +82,29 @@ rule score:
         "../scripts/score.py"
 
 
+use rule score as score_variant with:
+    input:
+        "results/eval/{model}/ct2-{quantization}/{split}/hyp.jsonl",
+    output:
+        cer="results/eval/{model}/ct2-{quantization}/{split}/cer.json",
+        per_utt=report(
+            "results/eval/{model}/ct2-{quantization}/{split}/per_utt.tsv",
+            category="Evaluation",
+            subcategory="Per-utterance CER",
+            labels={"model": "{model} ct2-{quantization}", "split": "{split}"},
+            caption="../report/per_utt.rst",
+        ),
+    log:
+        "logs/eval/score_{model}_{quantization}_{split}.log",
+    wildcard_constraints:
+        quantization="|".join(QUANTIZATIONS[1:]) or "^$",
+
+
 rule speed:
+    # transformers vs faster-whisper on every export, batched at eval.batch_size and unbatched.
     input:
         hf=lambda wc: hf_model_dir(wc.run),
-        ct2=f"results/models/{{run}}/{CT2_DIR}",
+        ct2=lambda wc: [ct2_dir(wc.run, q) for q in QUANTIZATIONS],
         manifest=manifest("test"),
     output:
         "results/eval/{run}/speed.json",
@@ -65,6 +119,7 @@ rule speed:
         gpu=1,
     params:
         options=decode_options("speed_utterances"),
+        quantizations=QUANTIZATIONS,
         device=config["train"]["device"],
         code=code_digest("speed.py"),
     script:
@@ -73,9 +128,7 @@ rule speed:
 
 rule summarize:
     input:
-        cer=expand(
-            "results/eval/{model}/{split}/cer.json", model=MODELS, split=EVAL_SPLITS
-        ),
+        cer=every_cer(),
         speed=expand("results/eval/{run}/speed.json", run=RUNS),
         states=expand("results/models/{run}/adapter", run=RUNS),
     output:
@@ -123,6 +176,10 @@ rule summarize:
         models=MODELS,
         runs={run: run_settings(config, run) for run in RUNS},
         splits=EVAL_SPLITS,
+        sets=EVAL_SETS,
+        variants=QUANTIZATIONS,
+        max_cer_delta=config["eval"]["max_cer_delta"],
+        fail_on_cer_delta=config["eval"]["fail_on_cer_delta"],
         code=code_digest("summarize.py"),
     script:
         "../scripts/summarize.py"

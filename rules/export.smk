@@ -1,20 +1,22 @@
-# Export stage: HF model -> CTranslate2 (checked by loading it in faster-whisper), provenance.
+# Export stage: HF model -> CTranslate2 exports (each checked by loading it in faster-whisper),
+# provenance.
 
 
 rule export_ct2:
+    # One export per export.quantizations entry: results/models/<model>/ct2-<q>/.
     input:
         model=lambda wc: hf_model_dir(wc.model),
         probe=manifest("test"),
     output:
-        directory(f"results/models/{{model}}/{CT2_DIR}"),
+        directory("results/models/{model}/ct2-{quantization}"),
     log:
-        "logs/export/export_ct2_{model}.log",
+        "logs/export/export_ct2_{model}_{quantization}.log",
     benchmark:
-        "benchmarks/out/export_ct2_{model}.tsv"
+        "benchmarks/out/export_ct2_{model}_{quantization}.tsv"
     conda:
         "../envs/export.yaml"
     params:
-        quantization=config["export"]["quantization"],
+        quantization=lambda wc: wc.quantization,
         code=code_digest("export_ct2.py"),
     script:
         "../scripts/export_ct2.py"

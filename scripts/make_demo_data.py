@@ -4,7 +4,9 @@
     python scripts/make_demo_data.py --out demo/
 
 writes `demo/data_aishell.tgz` (target domain) and `demo/base_domain.tgz` (base domain) and prints
-each archive's md5, size and per-split counts. Needs espeak-ng and sox on PATH.
+each archive's md5, size and per-split counts, then the out-of-domain test set
+`demo/base_voice_set/` (wavs and manifest.jsonl; run from the project root, as its manifest's paths
+are relative to it). Needs espeak-ng and sox on PATH.
 """
 
 from __future__ import annotations
@@ -14,11 +16,21 @@ import sys
 from pathlib import Path
 
 try:
-    from whisperforge.demodata import DEMO_ARCHIVES, build_aishell_archive
+    from whisperforge.demodata import (
+        DEMO_ARCHIVES,
+        OUT_OF_DOMAIN_DIR,
+        build_aishell_archive,
+        build_eval_set,
+    )
     from whisperforge.errors import WhisperforgeError
 except ModuleNotFoundError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from whisperforge.demodata import DEMO_ARCHIVES, build_aishell_archive
+    from whisperforge.demodata import (
+        DEMO_ARCHIVES,
+        OUT_OF_DOMAIN_DIR,
+        build_aishell_archive,
+        build_eval_set,
+    )
     from whisperforge.errors import WhisperforgeError
 
 
@@ -27,13 +39,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("demo"), help="output folder (demo/)")
     parser.add_argument(
         "--only",
-        choices=sorted(DEMO_ARCHIVES),
+        choices=sorted([*DEMO_ARCHIVES, OUT_OF_DOMAIN_DIR]),
         action="append",
-        help="build just this archive (repeatable; default: both)",
+        help="build just this archive or set (repeatable; default: all)",
     )
     args = parser.parse_args(argv)
     try:
-        for name in args.only or DEMO_ARCHIVES:
+        for name in args.only or [*DEMO_ARCHIVES, OUT_OF_DOMAIN_DIR]:
+            if name == OUT_OF_DOMAIN_DIR:
+                print(f"{build_eval_set(args.out / name)}")
+                continue
             s = build_aishell_archive(args.out / name, DEMO_ARCHIVES[name])
             counts = " ".join(
                 f"{k}={v} ({s.seconds[k]:.0f} s)" for k, v in s.utterances.items() if v

@@ -53,6 +53,22 @@ def test_shipped_configs_are_valid():
             {"model": {"base": "/no/such/whisper-dir"}},
             r"^config model\.base: /no/such/whisper-dir is not a Whisper model directory",
         ),
+        (
+            {"eval": {"sets": {"test": "demo/base_voice_set/manifest.jsonl"}}},
+            r"^config eval\.sets: .*'test' should not be valid",
+        ),
+        (
+            {"eval": {"sets": {"lectures": "no/such/lectures.jsonl"}}},
+            r"^config eval\.sets\.lectures: no/such/lectures\.jsonl: manifest not found$",
+        ),
+        (
+            {"export": {"quantizations": []}},
+            r"^config export\.quantizations: \[\] should be non-empty",
+        ),
+        (
+            {"export": {"quantizations": ["float16", "int4"]}},
+            r"^config export\.quantizations\[1\]: 'int4' is not one of",
+        ),
     ],
 )
 def test_bad_values_name_the_key_in_one_line(config, change, message):
@@ -102,3 +118,20 @@ def test_snakemake_stops_before_any_job_on_a_bad_key(tmp_path: Path):
         proc.stdout + proc.stderr
     )
     assert not (workdir / "results").exists()
+
+
+@pytest.mark.parametrize(
+    ("export", "expected"),
+    [
+        ({"quantizations": ["float16", "int8"]}, ["float16", "int8"]),
+        # The one-export form of earlier versions replaces the primary (it was the only export).
+        ({"quantization": "int8"}, ["int8"]),
+        ({"quantization": "int8", "quantizations": ["float16", "int8"]}, ["int8"]),
+        ({"quantization": "int8", "quantizations": ["float16", "float32"]}, ["int8", "float32"]),
+    ],
+)
+def test_quantizations_put_the_primary_first(config, export, expected):
+    config["export"] = export
+    validate_config(config, SCHEMA)
+    assert config["export"]["quantizations"] == expected
+    assert config["export"]["quantization"] == expected[0]

@@ -10,6 +10,7 @@ from helpers import record_of, speech_like
 
 from whisperforge.errors import WhisperforgeError
 from whisperforge.manifest import (
+    import_eval_set,
     import_manifests,
     make_record,
     read_manifest,
@@ -68,3 +69,42 @@ def test_own_manifests_are_checked_then_copied_with_stats(tmp_path: Path):
     with pytest.raises(WhisperforgeError, match=r"dev-src\.jsonl: audio file .*1\.wav not found"):
         import_manifests(sources, tmp_path / "out2")
     assert not (tmp_path / "out2/train.jsonl").exists(), "nothing is written before all pass"
+
+
+def test_an_eval_set_is_checked_line_by_line_and_copied(tmp_path: Path):
+    good = [record_of(tmp_path / f"{i}.wav", speech_like(1.0, seed=i)) for i in range(2)]
+    source = tmp_path / "lectures.jsonl"
+    write_jsonl(source, good)
+    out = tmp_path / "sets" / "lectures.jsonl"
+    assert import_eval_set(source, out) == 2
+    assert read_manifest(out) == good
+
+
+@pytest.mark.parametrize(
+    ("bad_line", "message"),
+    [
+        ({"audio": {"path": "x.wav"}, "duration": 1.0}, r":3: manifest line lacks sentence$"),
+        ({"sentence": "你好", "duration": 1.0}, r":3: manifest line lacks audio$"),
+        ("not audio", r":3: cannot read audio .*broken\.wav"),
+        ("missing", r":3: cannot read audio .*missing\.wav"),
+        ("empty sentence", r":3: `sentence` is not a non-empty text$"),
+    ],
+)
+def test_a_bad_eval_set_line_names_the_file_and_line_and_writes_nothing(
+    tmp_path: Path, bad_line, message: str
+):
+    good = [record_of(tmp_path / f"{i}.wav", speech_like(1.0, seed=i)) for i in range(2)]
+    if bad_line == "not audio":
+        (tmp_path / "broken.wav").write_text("this is text, not a wav")
+        bad_line = {**good[0], "audio": {"path": str(tmp_path / "broken.wav")}}
+    elif bad_line == "missing":
+        bad_line = {**good[0], "audio": {"path": str(tmp_path / "missing.wav")}}
+    elif bad_line == "empty sentence":
+        bad_line = {**good[0], "sentence": " "}
+    source = tmp_path / "lectures.jsonl"
+    write_jsonl(source, [*good, bad_line])
+    out = tmp_path / "sets" / "lectures.jsonl"
+    with pytest.raises(WhisperforgeError, match=str(source).replace(".", r"\.") + message) as err:
+        import_eval_set(source, out)
+    assert "\n" not in str(err.value)
+    assert not out.exists()

@@ -88,7 +88,27 @@ def validate_config(config: dict[str, Any], schema_path: str | Path) -> dict[str
         merged = deep_merge(config["train"], overlay or {})
         check(merged, train_schema, prefix=f"runs.{run}")
     check_base_model(config["model"])
+    settle_quantizations(config["export"])
+    check_eval_sets(config["eval"]["sets"])
     return config
+
+
+def settle_quantizations(export: dict[str, Any]) -> None:
+    """`export.quantizations` with the primary first; the one-export form of earlier versions,
+    `export.quantization: q`, replaces the primary. Afterwards `quantization` names the primary."""
+    primary = export["quantization"]
+    if primary is not None:
+        export["quantizations"] = [primary] + [
+            q for q in export["quantizations"][1:] if q != primary
+        ]
+    export["quantization"] = export["quantizations"][0]
+
+
+def check_eval_sets(sets: dict[str, str]) -> None:
+    """Each extra test set's manifest must exist; its lines are checked by the import step."""
+    for name, manifest in sets.items():
+        if not Path(manifest).is_file():
+            raise WhisperforgeError(f"config eval.sets.{name}: {manifest}: manifest not found")
 
 
 def looks_like_path(base: str) -> bool:

@@ -34,7 +34,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from whisperforge.aishell import SPEAKER_TAR_DIR, TRANSCRIPT_MEMBER, wav_header
+from whisperforge.aishell import (
+    SPEAKER_TAR_DIR,
+    TRANSCRIPT_MEMBER,
+    normalize_transcript_text,
+    wav_header,
+)
 from whisperforge.audio import SAMPLE_RATE
 from whisperforge.errors import WhisperforgeError
 
@@ -141,6 +146,12 @@ BASE_SPEAKERS: tuple[Speaker, ...] = (
     Speaker(155, "train", Voice("m8", pitch=50, speed=175), rotate(10, 25)),
     Speaker(740, "dev", Voice("m4", pitch=50, speed=175), rotate(5, 12)),
 )
+
+# An extra test set out of the fine-tune's domain (eval.sets): a male voice at normal pitch, as the
+# base domain is read but heard in neither archive. The base model should do well on it; a run
+# that does worse there has forgotten the base domain while adapting to the target voices.
+OUT_OF_DOMAIN_SPEAKER = Speaker(900, "ood", Voice("m5", pitch=50, speed=175), rotate(6, 7))
+OUT_OF_DOMAIN_DIR = "base_voice_set"
 
 DEMO_ARCHIVES: dict[str, tuple[Speaker, ...]] = {
     "data_aishell.tgz": TARGET_SPEAKERS,
@@ -335,6 +346,29 @@ def build_aishell_archive(
         min_duration=round(min(durations), 3) if durations else 0.0,
         max_duration=round(max(durations), 3) if durations else 0.0,
     )
+
+
+def build_eval_set(
+    out_dir: str | Path, speaker: Speaker = OUT_OF_DOMAIN_SPEAKER, sentences=SENTENCES
+) -> Path:
+    """Synthesize `speaker`'s sentences into `out_dir`/<utt>.wav plus `out_dir`/manifest.jsonl.
+
+    The manifest's audio paths are `out_dir` as given joined with the file name: give it relative
+    to the workflow root (demo/base_voice_set), as the workflow resolves them from there.
+    """
+    from whisperforge.manifest import make_record, write_jsonl
+
+    out_dir = Path(out_dir)
+    records = []
+    for offset, index in enumerate(speaker.sentences):
+        utt_id = speaker.utt_id(FIRST_UTT_NUMBER + offset)
+        wav = out_dir / f"{utt_id}.wav"
+        duration = synthesize(sentences[index], speaker.voice, wav)
+        text = normalize_transcript_text(sentences[index].split())
+        records.append(make_record(utt_id, str(wav), text, duration))
+    manifest = out_dir / "manifest.jsonl"
+    write_jsonl(manifest, records)
+    return manifest
 
 
 def build_demo_archives(out_dir: str | Path) -> list[ArchiveSummary]:

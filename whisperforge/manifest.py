@@ -14,7 +14,7 @@ Relative audio paths are resolved against the working directory (the workflow ro
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,12 +44,12 @@ def utterance_id(record: dict[str, Any]) -> str:
     return record.get("id") or Path(record["audio"]["path"]).stem
 
 
-def read_manifest(path: str | Path) -> list[dict[str, Any]]:
-    """Read and check a JSONL manifest; a bad line raises naming the file and line number."""
+def numbered_records(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, record) of a JSONL manifest, each checked; a bad line raises naming the file
+    and line number."""
     path = Path(path)
     if not path.is_file():
         raise WhisperforgeError(f"{path}: manifest not found")
-    records = []
     with path.open(encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
@@ -66,8 +66,12 @@ def read_manifest(path: str | Path) -> list[dict[str, Any]]:
             ):
                 what = ", ".join(missing) or "audio.path"
                 raise WhisperforgeError(f"{path}:{lineno}: manifest line lacks {what}")
-            records.append(record)
-    return records
+            yield lineno, record
+
+
+def read_manifest(path: str | Path) -> list[dict[str, Any]]:
+    """Read and check a JSONL manifest; a bad line raises naming the file and line number."""
+    return [record for _, record in numbered_records(path)]
 
 
 def write_jsonl(path: str | Path, records: Iterable[dict[str, Any]]) -> int:
@@ -100,3 +104,30 @@ def import_manifests(sources: dict[str, str | Path], out_dir: str | Path) -> dic
         write_jsonl(out_dir / f"{split}.jsonl", records)
     write_json(out_dir / "stats.json", stats)
     return stats
+
+
+def import_eval_set(source: str | Path, out: str | Path) -> int:
+    """Check an extra test set (config eval.sets) line by line, its audio included, and copy it.
+
+    Every line needs a text `sentence` and an audio file that soundfile can open and that holds
+    samples; the first that does not stops the import with one line naming the file and line.
+    Returns how many utterances the set has.
+    """
+    import soundfile
+
+    records = []
+    for lineno, record in numbered_records(source):
+        where = f"{source}:{lineno}"
+        if not isinstance(record["sentence"], str) or not record["sentence"].strip():
+            raise WhisperforgeError(f"{where}: `sentence` is not a non-empty text")
+        audio = Path(record["audio"]["path"])
+        try:
+            frames = soundfile.info(str(audio)).frames
+        except (OSError, RuntimeError) as e:  # soundfile.LibsndfileError is a RuntimeError
+            raise WhisperforgeError(f"{where}: cannot read audio {audio} ({e})") from None
+        if frames <= 0:
+            raise WhisperforgeError(f"{where}: audio {audio} holds no samples")
+        records.append(record)
+    if not records:
+        raise WhisperforgeError(f"{source}: manifest has no utterances")
+    return write_jsonl(out, records)
