@@ -30,7 +30,7 @@ from typing import Any
 import yaml
 
 from whisperforge.config import deep_merge, looks_like_path, run_settings, validate_config
-from whisperforge.errors import WhisperforgeError
+from whisperforge.errors import WhisperforgeError, first_line, one_line
 from whisperforge.gpu import CPU_OK_PARAMETERS, parameter_count
 
 GB = 10**9
@@ -104,7 +104,7 @@ def probe_torch_cuda() -> TorchCuda:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         available = torch.cuda.is_available()
-    why_not = next((one_line(str(w.message)) for w in caught), None)
+    why_not = next((first_line(str(w.message)) for w in caught), None)
     devices: tuple[tuple[str, int], ...] = ()
     bf16 = False
     if available:
@@ -133,7 +133,7 @@ def ct2_gpu_probe() -> None:
         try:
             ctranslate2.get_supported_compute_types("cuda")
         except Exception as e:
-            result["why_no_gpu"] = one_line(str(e))
+            result["why_no_gpu"] = first_line(str(e))
     try:
         if result["count"]:
             types = sorted(ctranslate2.get_supported_compute_types("cuda"))
@@ -144,7 +144,7 @@ def ct2_gpu_probe() -> None:
                 encoder = ctranslate2.Encoder(tmp, device="cuda", compute_type=ctype)
                 encoder.forward_batch([["a", "a", "a"]])
     except Exception as e:
-        result["error"] = one_line(f"{type(e).__name__}: {e}")
+        result["error"] = one_line(e)
     print(json.dumps(result), flush=True)
 
 
@@ -190,7 +190,7 @@ def probe_ct2_cuda(timeout_s: float = 180) -> Ct2Cuda:
         result = json.loads(lines[-1])
     except (IndexError, json.JSONDecodeError):
         tail = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
-        return Ct2Cuda(0, error=f"the CTranslate2 probe crashed: {one_line(tail)}")
+        return Ct2Cuda(0, error=f"the CTranslate2 probe crashed: {first_line(tail)}")
     for key in ("compute_types", "cpu_types"):
         result[key] = tuple(result.get(key, ()))
     return Ct2Cuda(**result)
@@ -240,11 +240,6 @@ class Probes:
 
 
 # --- what the config asks for -------------------------------------------------------------------
-
-
-def one_line(text: str, limit: int = 200) -> str:
-    first = next((s.strip() for s in str(text).splitlines() if s.strip()), "")
-    return first if len(first) <= limit else first[: limit - 3] + "..."
 
 
 def human(n: float) -> str:
@@ -531,11 +526,7 @@ def check_base_model(config: dict[str, Any], workdir: Path, probes: Probes) -> F
             "FAIL", name, f"no model {base} on the hub (private? set HF_TOKEN); fix model.base"
         )
     except Exception as e:
-        cause = (
-            "HF_HUB_OFFLINE is set"
-            if isinstance(e, OfflineModeIsEnabled)
-            else one_line(f"{type(e).__name__}: {e}")
-        )
+        cause = "HF_HUB_OFFLINE is set" if isinstance(e, OfflineModeIsEnabled) else one_line(e)
         cached = probes.hub_cache(base, revision)
         fix = (
             f"it is in the Hugging Face cache: set model.base to {cached}"
@@ -623,7 +614,7 @@ def read_yaml(path: Path) -> dict[str, Any]:
     except OSError as e:
         raise WhisperforgeError(f"{path}: cannot read it ({e.strerror})") from None
     except yaml.YAMLError as e:
-        raise WhisperforgeError(f"{path}: not valid YAML ({one_line(str(e))})") from None
+        raise WhisperforgeError(f"{path}: not valid YAML ({first_line(str(e))})") from None
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):

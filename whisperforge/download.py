@@ -23,7 +23,7 @@ import requests
 import urllib3.exceptions
 from tqdm import tqdm
 
-from whisperforge.errors import WhisperforgeError
+from whisperforge.errors import WhisperforgeError, one_line
 
 log = logging.getLogger(__name__)
 
@@ -46,12 +46,6 @@ class _IncompleteBody(Exception):
 
 class _RestartFromZero(Exception):
     """The part file cannot be resumed (bad Content-Range, or bigger than the remote file)."""
-
-
-def _one_line(exc: BaseException) -> str:
-    """``exc`` as a single line: its type and its message with whitespace collapsed."""
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def md5sum(path: Path, chunk_size: int = 8 << 20) -> str:
@@ -232,7 +226,7 @@ def _try_mirror(
             progressed = now > best
             best = max(best, now)
             failures = 0 if progressed else failures + 1
-            log.warning("%s: %s (have %d bytes)", url, _one_line(exc), now)
+            log.warning("%s: %s (have %d bytes)", url, one_line(exc), now)
             if _is_permanent(exc) or failures >= retries:
                 return exc
             if not progressed:
@@ -291,7 +285,7 @@ def download_archive(
                 timeout=timeout,
                 backoff=backoff,
             )
-            reason = _one_line(error) if error is not None else _mismatch(part, md5, size)
+            reason = one_line(error) if error is not None else _mismatch(part, md5, size)
             if reason is None:
                 os.replace(part, dest)
                 log.info("downloaded and verified %s", dest)

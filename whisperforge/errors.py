@@ -10,7 +10,13 @@ class WhisperforgeError(Exception):
     """A user-fixable problem; the message is one line naming the file or config key."""
 
 
+def first_line(text: str, limit: int = 200) -> str:
+    """The first non-blank line of `text`, cut to `limit` characters."""
+    first = next((line.strip() for line in str(text).splitlines() if line.strip()), "")
+    return first if len(first) <= limit else first[: limit - 3] + "..."
+
+
 def one_line(error: BaseException) -> str:
     """An exception as `Type: first line of its message` (to quote a library's error)."""
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
+    text = first_line(str(error))
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
