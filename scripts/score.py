@@ -1,4 +1,4 @@
-"""hyp.jsonl -> cer.json (corpus-level CER, normalized and raw) + per-utterance TSV."""
+"""hyp.jsonl -> cer.json (CER normalized, raw, Whisper-Finetune's) + per-utterance TSV."""
 
 from _step import run_step
 

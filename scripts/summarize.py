@@ -4,21 +4,34 @@ from pathlib import Path
 
 from _step import run_step
 
-from whisperforge.report import summarize
+from whisperforge.report import eval_key, summarize
 
 OUT = {"summary_md": "summary", "table_tsv": "table", "chart_png": "chart"}
 OUT |= {"speed_tsv": "speed", "worst_tsv": "worst", "runs_yaml": "config"}
 
 
 def main(smk):
-    # Keys from the paths (results/eval/<model>/<split>/cer.json, results/eval/<run>/speed.json,
-    # results/models/<run>/adapter), not from the order of the lists.
-    cer = {(Path(p).parent.parent.name, Path(p).parent.name): p for p in smk.input.cer}
-    speed = {Path(p).parent.name: p for p in smk.input.speed}
-    states = {Path(p).parent.name: p for p in smk.input.states}
-    out = {key: getattr(smk.output, name) for key, name in OUT.items()}
     p = smk.params
-    summarize(cer, speed, states, dict(p.runs), out, models=p.models, splits=p.splits)
+    variants = list(p.variants)  # export.quantizations, the primary first
+    # Keys from the paths (results/eval/<model>/[ct2-<variant>/]<set>/cer.json,
+    # results/eval/<run>/speed.json, results/models/<run>/adapter), not from the lists' order.
+    cer = {eval_key(path, variants[0]): path for path in smk.input.cer}
+    speed = {Path(path).parent.name: path for path in smk.input.speed}
+    states = {Path(path).parent.name: path for path in smk.input.states}
+    out = {key: getattr(smk.output, name) for key, name in OUT.items()}
+    sets = p.sets if hasattr(p, "sets") else p.splits  # `splits`: the rule before eval.sets
+    summarize(
+        cer,
+        speed,
+        states,
+        dict(p.runs),
+        out,
+        variants=variants,
+        max_cer_delta=p.max_cer_delta,
+        fail_on_cer_delta=p.fail_on_cer_delta,
+        models=p.models,
+        sets=sets,
+    )
 
 
 run_step(snakemake, main)  # noqa: F821

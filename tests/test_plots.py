@@ -1,4 +1,4 @@
-"""Tests for whisperforge.plots: a run's loss curve (the summary's CER chart: test_report.py)."""
+"""Tests for whisperforge.plots: a run's loss curve and the summary's CER chart."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from test_report import _assert_png, _state, _write_json
 
 from whisperforge.errors import WhisperforgeError
-from whisperforge.plots import plot_loss
+from whisperforge.plots import plot_cer, plot_loss
 
 # --- plot_loss ----------------------------------------------------------------------------------
 
@@ -31,3 +31,22 @@ def test_plot_loss_empty_history_raises_naming_file(tmp_path):
     _write_json(state, _state("alpha", log_history=only_summary))
     with pytest.raises(WhisperforgeError, match=r"trainer_state\.json"):
         plot_loss(state, tmp_path / "loss.png", "t")
+
+
+# --- plot_cer -----------------------------------------------------------------------------------
+
+
+def test_plot_cer_draws_each_series_and_skips_missing_sets(tmp_path):
+    cers = {
+        ("base", "test"): {"cer": 0.25},
+        ("base", "lectures"): {"cer": 0.10},
+        ("alpha (int8)", "test"): {"cer": 0.1013},  # no lectures result: no bar, no error
+    }
+    one, two, again = tmp_path / "one.png", tmp_path / "two.png", tmp_path / "again.png"
+    plot_cer(cers, ["base"], ["test", "lectures"], one)
+    plot_cer(cers, ["base", "alpha (int8)"], ["test", "lectures"], two)
+    plot_cer(cers, ["base", "alpha (int8)"], ["test", "lectures"], again)
+    _assert_png(one)
+    _assert_png(two)
+    assert one.read_bytes() != two.read_bytes()  # the second series is drawn
+    assert two.read_bytes() == again.read_bytes()

@@ -139,6 +139,8 @@ ROWS = [
 ]
 # normalized: edits 1+1+2+0 = 4 over 6+1+7+4 = 18 chars -> 2/9
 # raw:        edits 1+1+2+2 = 6 over 6+1+7+6 = 20 chars -> 0.3
+# Whisper-Finetune: u1-u3 as normalized; u5 ref 你好世界 (，！ removed), hyp keeps its two single
+#             spaces -> 2 insertions; edits 1+1+2+2 = 6 over 18 chars -> 1/3 (u4 excluded too)
 # audio: 1800 + 900 + 900 + 0 (+ u5 without audio_s) = 3600 s = 1.0 h
 
 
@@ -159,6 +161,11 @@ def test_score_file_summary(tmp_path):
     assert "zh-cn" in summary["normalization"]
     assert [r["id"] for r in rows] == ["u1", "u2", "u3", "u5"]
     assert sum(r["edits"] for r in rows) == 4
+    assert summary["cer_whisper_finetune"] == pytest.approx(1 / 3)
+    assert summary["whisper_finetune"] == {
+        "substitutions": 2, "deletions": 1, "insertions": 3, "hits": 15, "ref_chars": 18,
+    }  # fmt: skip
+    assert "！，。" in summary["normalization_whisper_finetune"]
     u5 = rows[3]
     assert (u5["ref_norm"], u5["hyp_norm"], u5["edits"], u5["cer"]) == (
         "你好世界",
@@ -184,7 +191,10 @@ def test_score_file_worst_ordering(tmp_path):
 def test_score_file_numerals_option(tmp_path):
     path = _write_jsonl(tmp_path / "hyp.jsonl", [{"id": "a", "ref": "二零二四年", "hyp": "2024年"}])
     assert score_file(path)[0]["cer"] == pytest.approx(4 / 5)
-    assert score_file(path, numerals_to_chinese=True)[0]["cer"] == 0
+    with_numerals = score_file(path, numerals_to_chinese=True)[0]
+    assert with_numerals["cer"] == 0
+    # Whisper-Finetune's scoring has no numeral step: 4 substitutions of 5 either way.
+    assert with_numerals["cer_whisper_finetune"] == pytest.approx(4 / 5)
 
 
 def test_malformed_line_names_file_and_line(tmp_path):
@@ -229,6 +239,7 @@ def test_write_scores(tmp_path):
     data = json.loads((out / "cer.json").read_text("utf-8"))
     assert isinstance(data["cer"], float)
     assert data["cer"] == pytest.approx(2 / 9)
+    assert data["cer_whisper_finetune"] == pytest.approx(1 / 3)
     assert [w["id"] for w in data["worst"]] == ["u3", "u2"]
     with (out / "per_utt.tsv").open(encoding="utf-8", newline="") as fh:
         table = list(csv.reader(fh, delimiter="\t"))

@@ -1,13 +1,18 @@
-"""Character error rate: the shared normalization and corpus-level edit counts.
+"""Character error rate: the normalizations and corpus-level edit counts.
 
-Reference and hypothesis go through the same `normalize` before scoring, and the CER is
+Reference and hypothesis go through the same normalization before scoring, and the CER is
 corpus-level: the sum of edits over all utterances divided by the sum of reference characters
 (what `jiwer.process_characters` computes for lists), not the mean of per-utterance CERs.
-Used by the scoring step (score.py) and by training's dev-set CER (train.py).
+
+Two normalizations: the project's own `normalize` (used everywhere: scoring, training's dev-set
+CER in train.py) and `normalize_whisper_finetune`, which reproduces the scoring of
+Whisper-Finetune's `evaluation.py` so that a CER can be set beside its published AISHELL-1
+figures. The scoring step (score.py) reports both.
 """
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from typing import Any
 
@@ -69,6 +74,41 @@ def normalize(text: str, *, numerals_to_chinese: bool = False) -> str:
     if numerals_to_chinese:
         text = cn2an.transform(text, "an2cn")
     return _strip_punct_and_space(text)
+
+
+# Whisper-Finetune's evaluation.py (utils/data_utils.py `remove_punctuation`, `to_simple`; its
+# metrics/cer.py with the jiwer 3 it pins). Facts, re-implemented here:
+# - exactly these thirteen marks are deleted (other punctuation, quotes, brackets, symbols stay);
+# - the text is stripped, then converted to simplified Chinese by zhconv ("zh-cn");
+# - no lowercasing, no full-width mapping, digits stay digits;
+# - spaces are NOT removed: its CER metric only collapses runs of whitespace into one space and
+#   strips the ends (jiwer's RemoveMultipleSpaces + Strip), then counts every character, spaces
+#   included. (Its AISHELL labels have no spaces because its data preparation joins the words.)
+# - the CER is the sum over utterances of S + D + I divided by the sum of S + D + hits, i.e.
+#   corpus-level, as `align` computes.
+WHISPER_FINETUNE_PUNCTUATION = "!,.;:?、！，。；：？"
+_WF_PUNCTUATION_RUN = re.compile(f"[{re.escape(WHISPER_FINETUNE_PUNCTUATION)}]+")
+_WHITESPACE_RUN = re.compile(r"\s\s+")
+WHISPER_FINETUNE_NORMALIZATION = (
+    f"Whisper-Finetune evaluation.py: remove {WHISPER_FINETUNE_PUNCTUATION}; strip; "
+    "traditional->simplified (zhconv zh-cn); runs of whitespace -> one space (spaces count as "
+    "characters); no lowercasing, no full-width mapping, digits kept"
+)
+
+
+def normalize_whisper_finetune(text: str) -> str:
+    """Normalize one transcript as Whisper-Finetune's evaluation does before its CER.
+
+    Deletes the thirteen marks of WHISPER_FINETUNE_PUNCTUATION (ASCII ``!,.;:?``, Chinese
+    ``、！，。；：？``), strips, converts traditional to simplified Chinese (zhconv ``zh-cn``,
+    which also turns 「」 into “”), then applies its CER metric's own transform: each run of
+    two or more whitespace characters becomes one space, and the ends are stripped. Everything
+    else (case, full-width letters and digits, other punctuation, inner spaces) is kept and
+    counted. Independent of ``numerals_to_chinese``, which belongs to `normalize` only.
+    """
+    text = _WF_PUNCTUATION_RUN.sub("", text).strip()
+    text = zhconv.convert(text, "zh-cn")
+    return _WHITESPACE_RUN.sub(" ", text).strip()
 
 
 def describe_normalization(*, numerals_to_chinese: bool = False) -> str:

@@ -91,25 +91,26 @@ def plot_loss(trainer_state_json: Path, out_png: Path, title: str) -> None:
 
 
 def plot_cer(
-    cers: dict[tuple[str, str], dict], models: list[str], splits: list[str], out: str | Path
+    cers: dict[tuple[str, str], dict], series: list[str], sets: list[str], out: str | Path
 ) -> None:
-    """CER % per model, bars grouped by split."""
-    fig = _new_figure(max(6.0, 1.2 + 0.9 * len(models) * len(splits)), 4.5)
+    """CER % of each series (a model, or a model's export variant) keyed (series, set): one bar
+    per series, grouped by evaluation set."""
+    fig = _new_figure(max(6.0, 1.2 + 0.9 * len(series) * len(sets)), 4.5)
     ax = fig.add_subplot()
-    width = 0.8 / max(len(models), 1)
-    for i, model in enumerate(models):
+    width = 0.8 / max(len(series), 1)
+    for i, name in enumerate(series):
         xs, ys = [], []
-        for j, split in enumerate(splits):
-            cer = json_number(cers.get((model, split), {}).get("cer"))
+        for j, set_ in enumerate(sets):
+            cer = json_number(cers.get((name, set_), {}).get("cer"))
             if cer is not None:
                 xs.append(j - 0.4 + width * (i + 0.5))
                 ys.append(100 * cer)
-        bars = ax.bar(xs, ys, width=width, label=model)
+        bars = ax.bar(xs, ys, width=width, label=name)
         ax.bar_label(bars, labels=[f"{y:.2f}" for y in ys], fontsize=8, padding=2)
-    ax.set_xticks(range(len(splits)), splits)
-    ax.set_xlabel("evaluation split")
-    ax.set_ylabel("CER (%)")
-    ax.set_title("Character error rate by model and split (lower is better)")
+    ax.set_xticks(range(len(sets)), sets)
+    ax.set_xlabel("evaluation set")
+    ax.set_ylabel("CER (%), whisperforge normalization")
+    ax.set_title("Character error rate by model and set (lower is better)")
     ax.margins(y=0.15)
-    ax.legend(title="model")
+    ax.legend(title="model (export variant)")
     _save_png(fig, out)

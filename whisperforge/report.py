@@ -1,19 +1,28 @@
 """The summary stage: CER/speed tables, charts, worst utterances, run settings; loss curves.
 
-`summarize` reads every `results/eval/<model>/<split>/cer.json` (written by `whisperforge.score`),
-every `results/eval/<run>/speed.json` and each run's Trainer state, and writes:
+`summarize` reads every cer.json (written by `whisperforge.score`), keyed (model, variant, set):
+the primary export variant's at `results/eval/<model>/<set>/cer.json`, another variant q's at
+`results/eval/<model>/ct2-<q>/<set>/cer.json` (`eval_key` reads the key from the path); every
+`results/eval/<run>/speed.json` and each run's Trainer state, and writes:
 
-* `summary.md`  markdown tables (CER % per model and split with the change vs base, edit counts,
-  speed, best checkpoints) plus how CER is normalized; aligned so it reads in a terminal too;
-* `summary.tsv` the CER table, one row per (model, split);
-* `cer.png`     a bar chart of CER % per model, grouped by split;
-* `speed.tsv`   the CT2-vs-transformers timings per run;
-* `worst.tsv`   the worst utterances of every (model, split);
+* `summary.md`  markdown tables: CER % per model, variant and set under both normalizations
+  (whisperforge's and Whisper-Finetune's, the one comparable to published AISHELL-1 figures),
+  the change vs base, flags (a run worse than base on a set; a variant over the CER gate), edit
+  counts, the variants' CER beside their speed, speed, best checkpoints; aligned so it reads in
+  a terminal too;
+* `summary.tsv` the CER table, one row per (model, variant, set);
+* `cer.png`     a bar chart of CER % per model and variant, grouped by set;
+* `speed.tsv`   one row per (run, engine, variant, batch size) of every speed.json;
+* `worst.tsv`   the worst utterances of every (model, variant, set);
 * `runs.yaml`   the full settings of every run.
+
+The CER gate: a variant whose CER on a set exceeds the primary export's (same model, same set) by
+more than `max_cer_delta` points is flagged; with `fail_on_cer_delta` summarize raises instead,
+before writing anything.
 
 Everything is sorted and free of timestamps, so the same inputs give the same bytes; every file is
 written atomically. The CER chart is drawn by `whisperforge.plots`, the best run for subtitles is
-picked by `whisperforge.score.best_run`.
+picked by `whisperforge.score.best_run` (lowest test CER of the primary variant).
 """
 
 from __future__ import annotations
@@ -32,13 +41,24 @@ from whisperforge.files import json_number, read_json_object, write_text
 from whisperforge.plots import load_trainer_state, plot_cer
 from whisperforge.score import BASE, load_cer
 
+Key = tuple[str, str, str]  # (model, variant, set)
+
 CANONICAL_SPLITS = ("train", "dev", "test")
 OUT_KEYS = ("summary_md", "table_tsv", "chart_png", "speed_tsv", "worst_tsv", "runs_yaml")
-SPEED_KEYS = ("utterances", "audio_s", "hf", "ct2", "speedup")
+SPEED_KEYS = ("utterances", "audio_s")  # plus `engines`, or the older `hf` and `ct2`
+ENGINE_KEYS = ("engine", "variant", "batch_size", "seconds")
+VARIANT_DIR_PREFIX = "ct2-"
+# Whisper-Finetune's README, AISHELL-1 test, its own normalization (see ../shared/REFERENCE.md).
+PUBLISHED_AISHELL = "turbo zero-shot 8.65 %, LoRA 3.61 %"
+WF_LABEL = (
+    "CER % (Whisper-Finetune norm., comparable to published AISHELL-1 test figures: "
+    f"{PUBLISHED_AISHELL})"
+)
+WHISPERFORGE_LABEL = "CER % (whisperforge norm.)"
 
 TABLE_COLUMNS = (
     "model",
-    "split",
+    "split",  # the evaluation set: a corpus split or a name from eval.sets
     "cer",
     "cer_pct",
     "rel_change_vs_base_pct",
@@ -51,8 +71,15 @@ TABLE_COLUMNS = (
     "n_utts",
     "empty_refs",
     "audio_hours",
+    # added with variants and Whisper-Finetune's normalization (at the end: positions unchanged)
+    "variant",
+    "cer_whisper_finetune",
+    "cer_wf_pct",
+    "worse_than_base",
+    "cer_delta_vs_primary_pts",
+    "cer_gate",
 )
-WORST_COLUMNS = ("model", "split", "id", "ref", "hyp", "edits", "cer")
+WORST_COLUMNS = ("model", "split", "id", "ref", "hyp", "edits", "cer", "variant")
 
 
 # --- formatting ---------------------------------------------------------------------------------
@@ -128,7 +155,25 @@ def _tsv(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return buf.getvalue()
 
 
-# --- ordering -----------------------------------------------------------------------------------
+# --- keys and ordering --------------------------------------------------------------------------
+
+
+def eval_key(cer_json: str | Path, primary: str) -> Key:
+    """(model, variant, set) of `.../eval/<model>/<set>/cer.json` (the `primary` variant) or
+    `.../eval/<model>/ct2-<q>/<set>/cer.json` (variant q)."""
+    parts = Path(cer_json).parts
+    if (
+        len(parts) >= 5
+        and parts[-5] == "eval"
+        and parts[-3].startswith(VARIANT_DIR_PREFIX)
+        and len(parts[-3]) > len(VARIANT_DIR_PREFIX)
+    ):
+        return parts[-4], parts[-3].removeprefix(VARIANT_DIR_PREFIX), parts[-2]
+    if len(parts) >= 4 and parts[-4] == "eval":
+        return parts[-3], primary, parts[-2]
+    raise WhisperforgeError(
+        f"{cer_json}: not an evaluation path (eval/<model>/[ct2-<variant>/]<set>/cer.json)"
+    )
 
 
 def _model_order(models: Sequence[str]) -> list[str]:
@@ -137,62 +182,143 @@ def _model_order(models: Sequence[str]) -> list[str]:
     return ([BASE] if BASE in uniq else []) + sorted(uniq - {BASE})
 
 
-def _split_order(splits: Sequence[str]) -> list[str]:
-    """train, dev, test first (in that order), then any other split alphabetically."""
-    uniq = set(splits)
+def _set_order(sets: Sequence[str]) -> list[str]:
+    """train, dev, test first (in that order), then any other set alphabetically."""
+    uniq = set(sets)
     return [s for s in CANONICAL_SPLITS if s in uniq] + sorted(uniq - set(CANONICAL_SPLITS))
 
 
-# --- summary ------------------------------------------------------------------------------------
+def _variant_order(variants: Sequence[str], present: Sequence[str]) -> list[str]:
+    """The configured variants (primary first) that have results, then any other alphabetically."""
+    uniq = set(present)
+    return [v for v in dict.fromkeys(variants) if v in uniq] + sorted(uniq - set(variants))
 
 
-def _cer_sections(
-    cers: dict[tuple[str, str], dict], models: list[str], splits: list[str]
-) -> tuple[str, str]:
-    """The compact CER table (model x split) and the detailed one (one row per model/split)."""
-    compact_rows, detail_rows = [], []
-    for model in models:
-        row = [model]
-        for split in splits:
-            res = cers.get((model, split))
+# --- flags --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Flags:
+    """What summary.md and summary.tsv flag, per (model, variant, set)."""
+
+    worse_than_base: dict[Key, bool]  # runs only, where base has a CER on the same variant/set
+    delta_pts: dict[Key, float]  # non-primary variants: CER points vs the primary export
+    gate_failed: dict[Key, bool]  # delta_pts > max_cer_delta
+
+
+def _flags(cers: dict[Key, dict], primary: str, max_cer_delta: float) -> Flags:
+    worse, delta, failed = {}, {}, {}
+    for (model, variant, set_), res in cers.items():
+        cer = json_number(res["cer"])
+        if cer is None:
+            continue
+        base = json_number((cers.get((BASE, variant, set_)) or {}).get("cer"))
+        if model != BASE and base is not None:
+            worse[(model, variant, set_)] = cer > base
+        ref = json_number((cers.get((model, primary, set_)) or {}).get("cer"))
+        if variant != primary and ref is not None:
+            # Rounded so that, e.g., 10.5 % vs 10.0 % is exactly 0.5 points, not 0.5000000001.
+            pts = round(100 * (cer - ref), 9) + 0.0
+            delta[(model, variant, set_)] = pts
+            failed[(model, variant, set_)] = pts > max_cer_delta
+    return Flags(worse, delta, failed)
+
+
+def _label(model: str, variant: str, primary: str) -> str:
+    """A model as the summary names it: the primary export plain, other variants in brackets."""
+    return model if variant == primary else f"{model} ({variant})"
+
+
+def _gate_message(key: Key, cers: dict[Key, dict], flags: Flags, primary: str, limit: float) -> str:
+    """One line: model, variant, set, the two CERs, the delta and the config key."""
+    model, variant, set_ = key
+    return (
+        f"{model}'s {variant} export has CER {_pct(cers[key]['cer'])} % on {set_}, "
+        f"{flags.delta_pts[key]:+.2f} points vs {primary} "
+        f"({_pct(cers[(model, primary, set_)]['cer'])} %), over eval.max_cer_delta {limit:g}"
+    )
+
+
+def _flag_lines(
+    cers: dict[Key, dict], flags: Flags, order: list[Key], primary: str, max_cer_delta: float
+) -> list[str]:
+    lines = []
+    for key in order:
+        model, variant, set_ = key
+        if flags.worse_than_base.get(key):
+            lines.append(
+                f"- ⚠ {_label(model, variant, primary)} is worse than "
+                f"{_label(BASE, variant, primary)} on {set_}: {_pct(cers[key]['cer'])} % vs "
+                f"{_pct(cers[(BASE, variant, set_)]['cer'])} %"
+            )
+    for key in order:
+        if flags.gate_failed.get(key):
+            lines.append(f"- ⚠ {_gate_message(key, cers, flags, primary, max_cer_delta)}")
+    return lines
+
+
+# --- CER tables ---------------------------------------------------------------------------------
+
+
+def _compact_table(
+    cers: dict[Key, dict], rows: list[tuple[str, str]], sets: list[str], primary: str, field: str
+) -> str:
+    """One row per (model, variant), one column per set: CER % of `field`, and for the
+    whisperforge normalization the relative change vs base (same variant)."""
+    body = []
+    for model, variant in rows:
+        row = [model, variant]
+        for set_ in sets:
+            res = cers.get((model, variant, set_))
             if res is None:
                 row.append("–")
                 continue
-            cell = _pct(res["cer"])
-            if model != BASE and (BASE, split) in cers:
-                cell += f" ({_fmt_rel(_rel_change(res['cer'], cers[(BASE, split)]['cer']))})"
+            cell = _pct(res.get(field))
+            base = cers.get((BASE, variant, set_))
+            if field == "cer" and model != BASE and base is not None:
+                cell += f" ({_fmt_rel(_rel_change(res['cer'], base['cer']))})"
             row.append(cell)
-            base_res = cers.get((BASE, split))
-            rel = (
-                ""
-                if model == BASE or base_res is None
-                else _fmt_rel(_rel_change(res["cer"], base_res["cer"]))
-            )
-            detail_rows.append(
-                [
-                    model,
-                    split,
-                    _pct(res["cer"]),
-                    rel,
-                    _pct(res.get("cer_raw")),
-                    str(res["substitutions"]),
-                    str(res["deletions"]),
-                    str(res["insertions"]),
-                    _fmt_cell(res.get("ref_chars")),
-                    str(res["n_utts"]),
-                    _fmt_float(res.get("audio_hours"), 2),
-                ]
-            )
-        compact_rows.append(row)
-    compact = _md_table(
-        ["model", *(f"{s} CER %" for s in splits)], compact_rows, [False] + [True] * len(splits)
+        body.append(row)
+    return _md_table(
+        ["model", "variant", *(f"{s} CER %" for s in sets)],
+        body,
+        [False, False] + [True] * len(sets),
     )
-    detail = _md_table(
+
+
+def _detail_table(cers: dict[Key, dict], order: list[Key]) -> str:
+    rows = []
+    for model, variant, set_ in order:
+        res = cers[(model, variant, set_)]
+        base = cers.get((BASE, variant, set_))
+        rel = (
+            "" if model == BASE or base is None else _fmt_rel(_rel_change(res["cer"], base["cer"]))
+        )
+        rows.append(
+            [
+                model,
+                variant,
+                set_,
+                _pct(res["cer"]),
+                rel,
+                _pct(res.get("cer_whisper_finetune")),
+                _pct(res.get("cer_raw")),
+                str(res["substitutions"]),
+                str(res["deletions"]),
+                str(res["insertions"]),
+                _fmt_cell(res.get("ref_chars")),
+                str(res["n_utts"]),
+                _fmt_float(res.get("audio_hours"), 2),
+            ]
+        )
+    return _md_table(
         [
             "model",
-            "split",
-            "CER %",
+            "variant",
+            "set",
+            "CER % (whisperforge norm.)",
             "vs base",
+            "CER % (Whisper-Finetune norm.)",
             "raw CER %",
             "sub",
             "del",
@@ -201,85 +327,322 @@ def _cer_sections(
             "utts",
             "hours",
         ],
-        detail_rows,
-        [False, False] + [True] * 9,
+        rows,
+        [False, False, False] + [True] * 10,
     )
-    return compact, detail
+
+
+def _normalization_lines(cers: dict[Key, dict], order: list[Key]) -> str:
+    """How each normalization was applied; a normalization that differs between results is
+    listed per result."""
+
+    def describe(field: str, name: str, fallback: str) -> list[str]:
+        descs: dict[str, list[str]] = {}
+        for key in order:
+            desc = cers[key].get(field) or fallback
+            descs.setdefault(desc, []).append("/".join(key))
+        if len(descs) == 1:
+            return [f"{name}: {next(iter(descs))}."]
+        lines = [f"{name} differs between results:"]
+        return lines + [f"- {', '.join(where)}: {desc}" for desc, where in sorted(descs.items())]
+
+    intro = (
+        "CER is corpus-level (substitutions + deletions + insertions over reference characters), "
+        "computed after the same normalization of reference and hypothesis. Raw CER only "
+        "removes whitespace."
+    )
+    lines = [intro, ""]
+    lines += describe("normalization", "whisperforge normalization", "not recorded")
+    lines.append("")
+    lines += describe(
+        "normalization_whisper_finetune",
+        "Whisper-Finetune normalization",
+        "not recorded (cer.json scored before it was added)",
+    )
+    return "\n".join(lines)
+
+
+def _table_rows(cers: dict[Key, dict], order: list[Key], flags: Flags) -> list[list[Any]]:
+    """summary.tsv: one row per (model, variant, set) with a CER file, TABLE_COLUMNS."""
+    table_rows = []
+    for key in order:
+        model, variant, set_ = key
+        res = cers[key]
+        base = cers.get((BASE, variant, set_))
+        rel = None if model == BASE or base is None else _rel_change(res["cer"], base["cer"])
+        wf = json_number(res.get("cer_whisper_finetune"))
+        gate = flags.gate_failed.get(key)
+        table_rows.append(
+            [
+                model,
+                set_,
+                _fmt_float(res["cer"], 6),
+                _fmt_float(None if json_number(res["cer"]) is None else 100 * res["cer"], 2),
+                "" if rel is None else f"{rel:.1f}",
+                _fmt_float(res.get("cer_raw"), 6),
+                res["substitutions"],
+                res["deletions"],
+                res["insertions"],
+                res.get("hits"),
+                res.get("ref_chars"),
+                res["n_utts"],
+                res.get("empty_refs"),
+                _fmt_float(res.get("audio_hours"), 4),
+                variant,
+                _fmt_float(wf, 6),
+                _fmt_float(None if wf is None else 100 * wf, 2),
+                flags.worse_than_base.get(key),
+                _fmt_float(flags.delta_pts.get(key), 2),
+                "" if gate is None else ("fail" if gate else "pass"),
+            ]
+        )
+    return table_rows
+
+
+def _worst_rows(cers: dict[Key, dict], order: list[Key]) -> list[list[Any]]:
+    """worst.tsv: every (model, variant, set)'s worst utterances, WORST_COLUMNS."""
+    worst_rows = []
+    for model, variant, set_ in order:
+        for w in cers[(model, variant, set_)].get("worst") or []:
+            worst_rows.append(
+                [
+                    model,
+                    set_,
+                    w.get("id"),
+                    w.get("ref"),
+                    w.get("hyp"),
+                    w.get("edits"),
+                    _fmt_float(w.get("cer"), 4),
+                    variant,
+                ]
+            )
+    return worst_rows
+
+
+# --- speed --------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class SpeedRow:
-    """One run's speed.json as speed.tsv and the summary show it (numbers formatted as text)."""
+    """One (run, engine, variant, batch size) timing as speed.tsv shows it (numbers as text)."""
 
     run: str
-    utterances: Any
-    audio_s: str
-    hf_seconds: str
-    hf_rtf: str
-    hf_device: Any
-    ct2_seconds: str
-    ct2_rtf: str
-    ct2_device: Any
-    ct2_compute_type: Any
+    engine: str
+    variant: str
+    batch_size: str
+    compute_type: str
+    device: str
+    seconds: str
+    rtf: str
     speedup: str
-    hf_texts_equal_ct2: Any
-
-    @classmethod
-    def from_speed(cls, run: str, s: Mapping[str, Any]) -> SpeedRow:
-        hf, ct2 = s.get("hf") or {}, s.get("ct2") or {}
-        return cls(
-            run=run,
-            utterances=s.get("utterances"),
-            audio_s=_fmt_float(s.get("audio_s"), 2),
-            hf_seconds=_fmt_float(hf.get("seconds"), 2),
-            hf_rtf=_fmt_float(hf.get("rtf"), 4),
-            hf_device=hf.get("device"),
-            ct2_seconds=_fmt_float(ct2.get("seconds"), 2),
-            ct2_rtf=_fmt_float(ct2.get("rtf"), 4),
-            ct2_device=ct2.get("device"),
-            ct2_compute_type=ct2.get("compute_type"),
-            speedup=_fmt_float(s.get("speedup"), 2),
-            hf_texts_equal_ct2=s.get("hf_texts_equal_ct2"),
-        )
+    peak_memory_mb: str
+    memory: str  # what peak_memory_mb measures: rss (the process, CPU) or cuda (the GPU)
+    utterances: str
+    audio_s: str
+    beam_size: str
 
 
 SPEED_COLUMNS = tuple(f.name for f in fields(SpeedRow))  # speed.tsv's header
 
 
-def _speed_rows(speeds: dict[str, dict]) -> list[SpeedRow]:
-    return [SpeedRow.from_speed(run, speeds[run]) for run in sorted(speeds)]
+def _load_speed(path: Path) -> dict[str, Any]:
+    """A speed.json: `engines` (one record per engine, variant and batch size) or, written
+    before those, `hf` and `ct2` (transformers vs faster-whisper, both unbatched)."""
+    s = read_json_object(path, "speed file", SPEED_KEYS)
+    if "engines" in s:
+        engines = s["engines"]
+        if not isinstance(engines, list) or not all(isinstance(e, dict) for e in engines):
+            raise WhisperforgeError(f"{path}: speed file's engines must be a list of objects")
+        for i, e in enumerate(engines):
+            missing = [k for k in ENGINE_KEYS if k not in e]
+            if missing:
+                raise WhisperforgeError(
+                    f"{path}: speed file's engines[{i}] lacks {', '.join(missing)}"
+                )
+    elif not (isinstance(s.get("hf"), dict) and isinstance(s.get("ct2"), dict)):
+        raise WhisperforgeError(f"{path}: speed file lacks engines (or the older hf and ct2)")
+    return s
 
 
-def _speed_section(speed_rows: list[SpeedRow]) -> str:
-    rows = [
-        [
-            r.run,
-            _fmt_cell(r.utterances),
-            r.audio_s,
-            r.hf_seconds,
-            r.ct2_seconds,
-            f"{r.speedup}x" if r.speedup else "n/a",
-            f"{_fmt_cell(r.hf_device)} / {_fmt_cell(r.ct2_device)}",
-            _fmt_cell(r.ct2_compute_type),
-            _fmt_cell(r.hf_texts_equal_ct2),
-        ]
-        for r in speed_rows
+def _engines(s: Mapping[str, Any], primary: str) -> list[dict[str, Any]]:
+    """A speed.json's engine records; the older format as two unbatched records."""
+    if "engines" in s:
+        return [dict(e) for e in s["engines"]]
+    hf, ct2 = s["hf"], s["ct2"]
+    return [
+        {
+            "engine": "transformers",
+            "variant": hf.get("dtype"),
+            "compute_type": hf.get("dtype"),
+            "device": hf.get("device"),
+            "batch_size": 1,
+            "seconds": hf.get("seconds"),
+            "rtf": hf.get("rtf"),
+        },
+        {
+            "engine": "faster-whisper",
+            "variant": primary,
+            "compute_type": ct2.get("compute_type"),
+            "device": ct2.get("device"),
+            "batch_size": 1,
+            "seconds": ct2.get("seconds"),
+            "rtf": ct2.get("rtf"),
+            "speedup": s.get("speedup"),
+        },
     ]
-    return _md_table(
+
+
+def _speed_rows(speeds: dict[str, dict], primary: str) -> list[SpeedRow]:
+    """Runs alphabetically, each run's engines in the order its speed.json lists them."""
+    rows = []
+    for run in sorted(speeds):
+        s = speeds[run]
+        for e in _engines(s, primary):
+            rows.append(
+                SpeedRow(
+                    run=run,
+                    engine=_fmt_cell(e.get("engine")),
+                    variant=_fmt_cell(e.get("variant")),
+                    batch_size=_fmt_cell(e.get("batch_size")),
+                    compute_type=_fmt_cell(e.get("compute_type")),
+                    device=_fmt_cell(e.get("device") or s.get("device")),
+                    seconds=_fmt_float(e.get("seconds"), 2),
+                    rtf=_fmt_float(e.get("rtf"), 4),
+                    speedup=_fmt_float(e.get("speedup"), 2),
+                    peak_memory_mb=_fmt_float(e.get("peak_memory_mb"), 0),
+                    memory=_fmt_cell(e.get("memory")),
+                    utterances=_fmt_cell(s.get("utterances")),
+                    audio_s=_fmt_float(s.get("audio_s"), 2),
+                    beam_size=_fmt_cell(s.get("beam_size")),
+                )
+            )
+    return rows
+
+
+def _speed_section(speeds: dict[str, dict], rows: list[SpeedRow]) -> str:
+    headline = []
+    for run in sorted(speeds):
+        s = speeds[run]
+        if "engines" in s and json_number(s.get("speedup")) is not None:
+            headline.append(
+                f"- {run}: the primary export in faster-whisper is {s['speedup']:.2f}x "
+                f"transformers, both batched at {_fmt_cell(s.get('batch_size'))} with beam "
+                f"{_fmt_cell(s.get('beam_size'))}, on {_fmt_cell(s.get('device'))} "
+                f"({_fmt_cell(s.get('utterances'))} utterances, "
+                f"{_fmt_float(s.get('audio_s'), 1)} s of audio"
+                + (
+                    f"; {s['hf_texts_equal_ct2']} of them with the same text as transformers)"
+                    if isinstance(s.get("hf_texts_equal_ct2"), int)
+                    and not isinstance(s.get("hf_texts_equal_ct2"), bool)
+                    else ")"
+                )
+            )
+    table = _md_table(
         [
             "run",
-            "utts",
-            "audio s",
-            "hf s",
-            "ct2 s",
+            "engine",
+            "variant",
+            "batch",
+            "seconds",
+            "RTF",
             "speedup",
-            "devices (hf / ct2)",
-            "ct2 compute type",
-            "same text",
+            "peak MB",
+            "device",
+            "compute type",
         ],
-        rows,
-        [False, True, True, True, True, True, False, False, False],
+        [
+            [
+                r.run,
+                r.engine,
+                r.variant,
+                r.batch_size,
+                r.seconds,
+                r.rtf,
+                f"{r.speedup}x" if r.speedup else "",
+                f"{r.peak_memory_mb} ({r.memory})" if r.peak_memory_mb and r.memory else "",
+                r.device,
+                r.compute_type,
+            ]
+            for r in rows
+        ],
+        [False, False, False, True, True, True, True, True, False, False],
     )
+    explain = (
+        "Same utterances and beam for every engine of a run; RTF = seconds / audio seconds; "
+        "speedup: transformers seconds at the same batch size / the row's seconds; peak MB: the "
+        "process's resident memory (rss) or the GPU's peak allocation (cuda)."
+    )
+    return "\n\n".join([*(["\n".join(headline)] if headline else []), explain, table])
+
+
+def _variant_speed(speeds: dict[str, dict], model: str, variant: str, primary: str) -> dict:
+    """The faster-whisper timing of `variant` in `model`'s speed.json: at the file's batch size
+    where it has one, else the largest batch; {} if none."""
+    s = speeds.get(model)
+    if s is None:
+        return {}
+    fw = [
+        e
+        for e in _engines(s, primary)
+        if e.get("engine") == "faster-whisper" and e.get("variant") == variant
+    ]
+    same_batch = [e for e in fw if e.get("batch_size") == s.get("batch_size")]
+    candidates = same_batch or fw
+    if not candidates:
+        return {}
+    return max(candidates, key=lambda e: json_number(e.get("batch_size")) or 0)
+
+
+def _variants_section(
+    cers: dict[Key, dict],
+    flags: Flags,
+    rows: list[tuple[str, str]],
+    sets: list[str],
+    speeds: dict[str, dict],
+    primary: str,
+    max_cer_delta: float,
+) -> str:
+    """Each (model, variant): CER % per set (other variants: points vs the primary and the gate)
+    beside its faster-whisper speed."""
+    body = []
+    for model, variant in rows:
+        row = [model, variant]
+        for set_ in sets:
+            key = (model, variant, set_)
+            if key not in cers:
+                row.append("–")
+            elif key in flags.delta_pts:
+                verdict = "over the gate ⚠" if flags.gate_failed[key] else "ok"
+                row.append(f"{_pct(cers[key]['cer'])} ({flags.delta_pts[key]:+.2f}, {verdict})")
+            else:
+                row.append(_pct(cers[key]["cer"]))
+        e = _variant_speed(speeds, model, variant, primary)
+        row += (
+            [
+                _fmt_cell(e.get("batch_size")),
+                _fmt_float(e.get("seconds"), 2),
+                _fmt_float(e.get("rtf"), 4),
+                f"{_fmt_float(e.get('speedup'), 2)}x" if json_number(e.get("speedup")) else "",
+            ]
+            if e
+            else ["–"] * 4
+        )
+        body.append(row)
+    table = _md_table(
+        ["model", "variant", *(f"{s} CER %" for s in sets), "batch", "seconds", "RTF", "speedup"],
+        body,
+        [False, False] + [True] * (len(sets) + 4),
+    )
+    intro = (
+        f"CER % (whisperforge norm.) of each export variant; {primary} is the primary export. "
+        f"In brackets: points vs {primary} on the same set, and the CER gate (at most "
+        f"+{max_cer_delta:g} points, eval.max_cer_delta). Speed: faster-whisper on the run's "
+        "speed step (the base model has none)."
+    )
+    return "\n\n".join([intro, table])
+
+
+# --- the summary --------------------------------------------------------------------------------
 
 
 def _checkpoint_section(states: dict[str, dict], runs: Mapping[str, dict]) -> str:
@@ -318,116 +681,6 @@ def _checkpoint_section(states: dict[str, dict], runs: Mapping[str, dict]) -> st
     )
 
 
-def _normalization_line(cers: dict[tuple[str, str], dict], models, splits) -> str:
-    descs = {}
-    for model in models:
-        for split in splits:
-            if (model, split) in cers:
-                desc = cers[(model, split)].get("normalization") or "not recorded"
-                descs.setdefault(desc, []).append(f"{model}/{split}")
-    intro = (
-        "CER is corpus-level (substitutions + deletions + insertions over reference characters), "
-        "computed after the same normalization of reference and hypothesis"
-    )
-    if len(descs) == 1:
-        return f"{intro}: {next(iter(descs))}. Raw CER only removes whitespace."
-    lines = [f"{intro}; the normalization differs between results:"]
-    lines += [f"- {', '.join(where)}: {desc}" for desc, where in sorted(descs.items())]
-    return "\n".join(lines)
-
-
-def _table_rows(
-    cers: dict[tuple[str, str], dict], models: list[str], splits: list[str]
-) -> list[list[Any]]:
-    """summary.tsv: one row per (model, split) with a CER file, TABLE_COLUMNS."""
-    table_rows = []
-    for model in models:
-        for split in splits:
-            res = cers.get((model, split))
-            if res is None:
-                continue
-            base_res = cers.get((BASE, split))
-            rel = (
-                None
-                if model == BASE or base_res is None
-                else _rel_change(res["cer"], base_res["cer"])
-            )
-            table_rows.append(
-                [
-                    model,
-                    split,
-                    _fmt_float(res["cer"], 6),
-                    _fmt_float(None if json_number(res["cer"]) is None else 100 * res["cer"], 2),
-                    "" if rel is None else f"{rel:.1f}",
-                    _fmt_float(res.get("cer_raw"), 6),
-                    res["substitutions"],
-                    res["deletions"],
-                    res["insertions"],
-                    res.get("hits"),
-                    res.get("ref_chars"),
-                    res["n_utts"],
-                    res.get("empty_refs"),
-                    _fmt_float(res.get("audio_hours"), 4),
-                ]
-            )
-    return table_rows
-
-
-def _worst_rows(
-    cers: dict[tuple[str, str], dict], models: list[str], splits: list[str]
-) -> list[list[Any]]:
-    """worst.tsv: every (model, split)'s worst utterances, WORST_COLUMNS."""
-    worst_rows = []
-    for model in models:
-        for split in splits:
-            for w in (cers.get((model, split)) or {}).get("worst") or []:
-                worst_rows.append(
-                    [
-                        model,
-                        split,
-                        w.get("id"),
-                        w.get("ref"),
-                        w.get("hyp"),
-                        w.get("edits"),
-                        _fmt_float(w.get("cer"), 4),
-                    ]
-                )
-    return worst_rows
-
-
-def _summary_md(
-    cers: dict[tuple[str, str], dict],
-    models: list[str],
-    splits: list[str],
-    speed_rows: list[SpeedRow],
-    trainer_states: dict[str, dict],
-    runs: Mapping[str, dict],
-    worst_rows: list[list[Any]],
-) -> str:
-    """summary.md: the CER tables, then speed and training where there are any."""
-    compact, detail = _cer_sections(cers, models, splits)
-    parts = [
-        "# whisperforge results",
-        "## Character error rate (%)",
-        "Lower is better; in parentheses: relative change vs the base model.",
-        compact,
-        "### Edit counts",
-        detail,
-        _normalization_line(cers, models, splits),
-    ]
-    if speed_rows:
-        parts += [
-            "## Decoding speed (CTranslate2 vs transformers)",
-            "Same utterances decoded by both; speedup = hf seconds / ct2 seconds.",
-            _speed_section(speed_rows),
-        ]
-    if trainer_states:
-        parts += ["## Training", _checkpoint_section(trainer_states, runs)]
-    if worst_rows:
-        parts.append("The worst utterances of every model and split are in `worst.tsv`.")
-    return "\n\n".join(parts) + "\n"
-
-
 def _runs_yaml(runs: Mapping[str, dict]) -> str:
     """runs.yaml: every run's full settings, sorted."""
     return yaml.safe_dump(
@@ -438,40 +691,124 @@ def _runs_yaml(runs: Mapping[str, dict]) -> str:
     )
 
 
+def _summary_md(
+    cers: dict[Key, dict],
+    flags: Flags,
+    rows: list[tuple[str, str]],
+    sets: list[str],
+    order: list[Key],
+    speeds: dict[str, dict],
+    speed_rows: list[SpeedRow],
+    trainer_states: dict[str, dict],
+    runs: Mapping[str, dict],
+    primary: str,
+    max_cer_delta: float,
+    n_worst: int,
+) -> str:
+    """summary.md: the CER tables and flags, then variants, speed and training where there are
+    any."""
+    flag_lines = _flag_lines(cers, flags, order, primary, max_cer_delta)
+    parts = [
+        "# whisperforge results",
+        f"## {WHISPERFORGE_LABEL}",
+        "Lower is better; in parentheses: relative change vs the base model (same variant).",
+        _compact_table(cers, rows, sets, primary, "cer"),
+    ]
+    if flag_lines:
+        parts.append("\n".join(flag_lines))
+    parts += [
+        f"## {WF_LABEL}",
+        "Whisper-Finetune's evaluation normalization (its punctuation list removed, traditional "
+        "to simplified, nothing else). Only a real model's figure on the AISHELL-1 test split "
+        "compares with the published ones.",
+        _compact_table(cers, rows, sets, primary, "cer_whisper_finetune"),
+        "### Details: edit counts (whisperforge norm.), both CERs, raw CER",
+        _detail_table(cers, order),
+        _normalization_lines(cers, order),
+    ]
+    if len({variant for _, variant in rows}) > 1:
+        parts += [
+            "## Export variants: CER and speed",
+            _variants_section(cers, flags, rows, sets, speeds, primary, max_cer_delta),
+        ]
+    if speed_rows:
+        parts += ["## Decoding speed", _speed_section(speeds, speed_rows)]
+    if trainer_states:
+        parts += ["## Training", _checkpoint_section(trainer_states, runs)]
+    if n_worst:
+        parts.append("The worst utterances of every model, variant and set are in `worst.tsv`.")
+    return "\n\n".join(parts) + "\n"
+
+
 def summarize(
-    cer_files: Mapping[tuple[str, str], Path],
+    cer_files: Mapping[Key, Path],
     speed_files: Mapping[str, Path],
     states: Mapping[str, Path],
     runs: Mapping[str, dict],
     out: Mapping[str, Path],
     *,
+    variants: Sequence[str],
+    max_cer_delta: float,
+    fail_on_cer_delta: bool,
     models: Sequence[str] | None = None,
-    splits: Sequence[str] | None = None,
+    sets: Sequence[str] | None = None,
 ) -> None:
     """Write the summary files named in `out` (keys: summary_md, table_tsv, chart_png, speed_tsv,
-    worst_tsv, runs_yaml) from the CER files keyed by (model, split), the speed files and adapter
-    directories (or trainer_state.json files) keyed by run, and each run's full settings.
+    worst_tsv, runs_yaml) from the CER files keyed by (model, variant, set) (`eval_key`), the
+    speed files and adapter directories (or trainer_state.json files) keyed by run, and each
+    run's full settings.
 
-    Models are shown base first, then runs alphabetically; splits train, dev, test. `models` and
-    `splits` override that order (their items must be among the CER files' keys).
+    `variants` are the export quantizations, the primary first (export.quantizations). A
+    variant more than `max_cer_delta` CER points worse than the primary on a set is flagged;
+    with `fail_on_cer_delta` that raises a WhisperforgeError before any file is written.
+    Models are shown base first, then runs alphabetically; sets train, dev, test, then the
+    others alphabetically. `models` and `sets` override that order (e.g. eval.splits followed by
+    the eval.sets names); CER files of other models or sets are left out.
     """
     missing = [k for k in OUT_KEYS if k not in out]
     if missing:
         raise ValueError(f"summarize: out lacks {', '.join(missing)}")
+    if not variants:
+        raise ValueError("summarize: variants is empty (the primary export comes first)")
     if not cer_files:
         raise WhisperforgeError("summarize: no CER files given")
+    primary = variants[0]
     cers = {key: load_cer(Path(path)) for key, path in cer_files.items()}
-    models = list(models) if models else _model_order([m for m, _ in cers])
-    splits = list(splits) if splits else _split_order([s for _, s in cers])
-    speeds = {
-        run: read_json_object(Path(p), "speed file", SPEED_KEYS) for run, p in speed_files.items()
-    }
+    models = list(models) if models else _model_order([m for m, _, _ in cers])
+    sets = list(sets) if sets else _set_order([s for _, _, s in cers])
+    variant_order = _variant_order(variants, [v for _, v, _ in cers])
+    rows = [(m, v) for m in models for v in variant_order if any((m, v, s) in cers for s in sets)]
+    order = [(m, v, s) for m, v in rows for s in sets if (m, v, s) in cers]
+    speeds = {run: _load_speed(Path(p)) for run, p in speed_files.items()}
     trainer_states = {run: load_trainer_state(Path(p)) for run, p in states.items()}
 
-    table_rows = _table_rows(cers, models, splits)
-    worst_rows = _worst_rows(cers, models, splits)
-    speed_rows = _speed_rows(speeds)
-    summary_md = _summary_md(cers, models, splits, speed_rows, trainer_states, runs, worst_rows)
+    flags = _flags({k: cers[k] for k in order}, primary, max_cer_delta)
+    failed = [key for key in order if flags.gate_failed.get(key)]
+    if failed and fail_on_cer_delta:
+        more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+        raise WhisperforgeError(
+            f"CER gate: {_gate_message(failed[0], cers, flags, primary, max_cer_delta)}{more}; "
+            "raise eval.max_cer_delta or set eval.fail_on_cer_delta: false to report it only"
+        )
+
+    table_rows = _table_rows(cers, order, flags)
+    worst_rows = _worst_rows(cers, order)
+    speed_rows = _speed_rows(speeds, primary)
+    summary_md = _summary_md(
+        cers,
+        flags,
+        rows,
+        sets,
+        order,
+        speeds,
+        speed_rows,
+        trainer_states,
+        runs,
+        primary,
+        max_cer_delta,
+        len(worst_rows),
+    )
+    chart = {(_label(m, v, primary), s): cers[(m, v, s)] for m, v, s in order}
 
     write_text(Path(out["table_tsv"]), _tsv(TABLE_COLUMNS, table_rows))
     write_text(
@@ -480,5 +817,5 @@ def summarize(
     )
     write_text(Path(out["worst_tsv"]), _tsv(WORST_COLUMNS, worst_rows))
     write_text(Path(out["runs_yaml"]), _runs_yaml(runs))
-    plot_cer(cers, models, splits, Path(out["chart_png"]))
+    plot_cer(chart, [_label(m, v, primary) for m, v in rows], sets, Path(out["chart_png"]))
     write_text(Path(out["summary_md"]), summary_md)

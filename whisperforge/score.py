@@ -8,7 +8,9 @@ Input is a hypotheses file, one JSON object per line::
 
 Reference and hypothesis go through cer.py's `normalize`, and the CER is corpus-level
 (cer.py). Utterances whose normalized reference is empty have no defined CER; they are excluded
-from every count and reported as `empty_refs`.
+from every count and reported as `empty_refs`. The same utterances are also scored after
+cer.py's `normalize_whisper_finetune` (`cer_whisper_finetune`), the figure comparable to
+Whisper-Finetune's published CERs.
 """
 
 from __future__ import annotations
@@ -22,9 +24,11 @@ from typing import Any
 
 from whisperforge.cer import (
     RAW_DESCRIPTION,
+    WHISPER_FINETUNE_NORMALIZATION,
     align,
     describe_normalization,
     normalize,
+    normalize_whisper_finetune,
     remove_whitespace,
 )
 from whisperforge.errors import WhisperforgeError
@@ -104,6 +108,11 @@ def score_file(
     ``audio_hours`` (sum of ``audio_s`` over all lines), ``normalization`` (description of the
     steps) and ``worst`` (the ``worst_n`` scored utterances by edits, then CER).
 
+    Whisper-Finetune's scoring of the same utterances: ``cer_whisper_finetune`` (corpus-level
+    fraction), ``whisper_finetune`` (its ``substitutions``, ``deletions``, ``insertions``,
+    ``hits``, ``ref_chars``) and ``normalization_whisper_finetune`` (description). The numeral
+    option does not apply to it (Whisper-Finetune keeps digits).
+
     Per-utterance rows (scored utterances only, file order): id, ref_norm, hyp_norm, edits,
     ref_chars, cer.
     """
@@ -124,6 +133,12 @@ def score_file(
     raw, _ = align(
         [remove_whitespace(rec["ref"]) for rec, _, _ in kept],
         [remove_whitespace(rec["hyp"]) for rec, _, _ in kept],
+    )
+    # Every utterance kept has a non-empty Whisper-Finetune reference too: what that normalization
+    # deletes (thirteen punctuation marks, whitespace at the ends) `normalize` deletes as well.
+    wf, _ = align(
+        [normalize_whisper_finetune(rec["ref"]) for rec, _, _ in kept],
+        [normalize_whisper_finetune(rec["hyp"]) for rec, _, _ in kept],
     )
     rows = []
     for (rec, ref_norm, hyp_norm), counts in zip(kept, per_utt, strict=True):
@@ -146,6 +161,12 @@ def score_file(
         "audio_hours": sum(float(rec.get("audio_s", 0.0)) for rec in records) / 3600.0,
         "normalization": describe_normalization(numerals_to_chinese=numerals_to_chinese),
         "numerals_to_chinese": numerals_to_chinese,
+        "cer_whisper_finetune": wf["cer"],
+        "whisper_finetune": {
+            key: wf[key]
+            for key in ("substitutions", "deletions", "insertions", "hits", "ref_chars")
+        },
+        "normalization_whisper_finetune": WHISPER_FINETUNE_NORMALIZATION,
         "worst": _worst(rows, {rec["id"]: rec for rec in records}, worst_n),
     }
     return summary, rows
