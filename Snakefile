@@ -27,6 +27,7 @@ include: "rules/train.smk"
 include: "rules/export.smk"
 include: "rules/evaluate.smk"
 include: "rules/subtitles.smk"
+include: "rules/hub.smk"
 
 
 report: "report/workflow.rst"

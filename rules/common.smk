@@ -132,5 +132,6 @@ def all_targets():
         *expand("results/models/{run}/loss.png", run=RUNS),
         *expand("results/models/{model}/provenance.json", model=MODELS),
         *SUBTITLE_TARGETS,
+        *HUB_TARGETS,
     ]
     return targets

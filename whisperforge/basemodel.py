@@ -9,8 +9,9 @@ from whisperforge.errors import WhisperforgeError
 
 log = logging.getLogger(__name__)
 
-# What a Whisper dir needs for training, merging and the CTranslate2 export.
-ALLOW_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken"]
+# What a Whisper dir needs for training, merging and the CTranslate2 export, and its model card
+# (README.md), whose license the hub folders' cards repeat.
+ALLOW_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken", "README.md"]
 
 
 def fetch_hub_model(repo_id: str, revision: str | None, out_dir: str | Path) -> Path:
