@@ -37,6 +37,8 @@ FAST = {
 }
 CONFIGS = ["config.yaml", "profiles/demo/demo.yaml", "fast.yaml"]
 RUNS = ["lora", "lora-r8"]
+QUANTIZATIONS = ["float16", "int8"]  # the demo profile's export.quantizations
+SETS = ["train", "test", "base_voice"]  # its eval.splits, then its eval.sets
 
 
 def demo_args(*extra_configs: str) -> list[str]:
@@ -204,7 +206,9 @@ def test_eval_param_change_reruns_only_evaluation(demo):
     beam = overlay(demo, "beam.yaml", {"eval": {"beam_size": 2}})
     planned = jobs_planned(demo, *demo_args(beam))
     assert planned, "a new beam size must rerun something"
-    assert set(planned) <= {"transcribe", "score", "speed", "summarize", "all"}, planned
+    evaluation = {"transcribe", "transcribe_variant", "score", "score_variant", "speed"}
+    # hub folders carry the CER in their model cards
+    assert set(planned) <= evaluation | {"summarize", "hub_folder", "all"}, planned
 
 
 def test_lora_param_change_reruns_that_run_only(demo):
@@ -212,7 +216,7 @@ def test_lora_param_change_reruns_that_run_only(demo):
     proc = snakemake(demo, "-n", *demo_args(change))
     planned = jobs_planned(demo, *demo_args(change))
     assert planned.get("finetune") == 1 and planned.get("merge") == 1, planned
-    assert planned.get("export_ct2") == 1, planned
+    assert planned.get("export_ct2") == len(QUANTIZATIONS), planned
     for rule in ("extract_aishell", "build_manifests", "pretrain_base", "build_tiny_whisper"):
         assert rule not in planned, planned
     assert "run=lora\n" in proc.stdout + "\n" or "run=lora," in proc.stdout
@@ -250,7 +254,7 @@ def test_a_runtime_module_change_reruns_the_steps_that_import_it_and_no_training
     finally:
         transcribe_py.write_text(original)
     # export_ct2's probe, transcribe and speed import it (code digests follow the imports).
-    assert planned.get("export_ct2") == 1 + len(RUNS), planned
+    assert planned.get("export_ct2") == (1 + len(RUNS)) * len(QUANTIZATIONS), planned
     assert planned.get("transcribe") and planned.get("speed") == len(RUNS), planned
     assert not {"finetune", "pretrain_base", "merge", "build_manifests"} & set(planned), planned
 
@@ -268,3 +272,92 @@ def test_subtitles_of_a_long_recording_read_like_evaluation(demo, tmp_path):
     from test_subtitles import check_lecture_cer
 
     check_lecture_cer(demo / "results/models/lora/ct2-float16", demo, tmp_path)
+
+
+def test_every_model_is_scored_on_the_extra_set_and_the_int8_variant_under_its_gate(demo):
+    import csv
+
+    for model in ["base", *RUNS]:
+        for name in SETS:
+            for folder in (f"{model}/{name}", f"{model}/ct2-int8/{name}"):
+                cer = json.loads((demo / f"results/eval/{folder}/cer.json").read_text())
+                assert cer["n_utts"] > 0 and cer["cer_whisper_finetune"] is not None, folder
+    extra = read_jsonl(demo / "results/eval/lora/base_voice/hyp.jsonl")
+    assert [h["ref"] for h in extra] == [
+        r["sentence"] for r in read_jsonl(demo / "demo/base_voice_set/manifest.jsonl")
+    ]
+    with (demo / "results/summary.tsv").open() as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    keys = {(r["model"], r["variant"], r["split"]) for r in rows}
+    assert keys == {(m, q, s) for m in ["base", *RUNS] for q in QUANTIZATIONS for s in SETS}
+    for row in rows:
+        primary = next(
+            r
+            for r in rows
+            if (r["model"], r["variant"], r["split"]) == (row["model"], "float16", row["split"])
+        )
+        if row["variant"] == "int8":
+            delta = 100 * (float(row["cer"]) - float(primary["cer"]))
+            assert float(row["cer_delta_vs_primary_pts"]) == pytest.approx(delta, abs=0.01)
+            assert row["cer_gate"] == ("fail" if delta > 0.5 + 1e-9 else "pass"), row
+    summary = (demo / "results/summary.md").read_text()
+    for needle in ("Whisper-Finetune norm.", "base_voice", "int8"):
+        assert needle in summary, needle
+
+
+def test_every_run_has_hub_folders_whose_cards_carry_its_cer(demo):
+    from huggingface_hub import ModelCard
+
+    for run in RUNS:
+        for artifact, model_dir, library in [
+            ("transformers", f"results/models/{run}/merged", "transformers"),
+            *[(f"ct2-{q}", f"results/models/{run}/ct2-{q}", "ctranslate2") for q in QUANTIZATIONS],
+        ]:
+            folder = demo / "results/hub" / run / artifact
+            card = ModelCard.load(folder / "README.md")
+            assert card.data.library_name == library
+            assert card.data.pipeline_tag == "automatic-speech-recognition"
+            quantization = "float16" if artifact == "transformers" else artifact[4:]
+            variant = "" if quantization == "float16" else f"ct2-{quantization}/"
+            wanted = {
+                name: round(
+                    100
+                    * json.loads(
+                        (demo / f"results/eval/{run}/{variant}{name}/cer.json").read_text()
+                    )["cer"],
+                    2,
+                )
+                for name in SETS
+            }
+            found = {
+                r.dataset_split or r.dataset_name: r.metric_value
+                for r in card.data.eval_results
+                if r.metric_config != "whisper-finetune"
+            }
+            assert found == wanted, (artifact, found, wanted)
+            weights = "model.bin" if library == "ctranslate2" else "model.safetensors"
+            assert (folder / weights).stat().st_ino == (demo / model_dir / weights).stat().st_ino
+
+
+def test_training_writes_tensorboard_events_with_a_falling_loss(demo):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    logdir = demo / "results/models/lora/tensorboard"
+    events = EventAccumulator(str(logdir)).Reload()
+    tags = events.Tags()["scalars"]
+    assert {"train/loss", "train/learning_rate", "eval/loss"} <= set(tags), tags
+    losses = [e.value for e in events.Scalars("train/loss")]
+    assert len(losses) >= 6 and losses[-1] < 0.6 * losses[0], losses
+
+
+def test_the_prepared_corpus_loads_back_with_datasets(demo):
+    from datasets import load_from_disk
+
+    corpus = load_from_disk(str(demo / "results/manifests/hf"))
+    for split in ("train", "dev", "test"):
+        records = read_jsonl(demo / f"results/manifests/{split}.jsonl")
+        assert corpus[split]["sentence"] == [r["sentence"] for r in records]
+    first = read_jsonl(demo / "results/manifests/test.jsonl")[0]
+    audio = corpus["test"][0]["audio"]
+    wav = (demo / first["audio"]["path"]).read_bytes()
+    assert audio["bytes"] == wav if "bytes" in audio else len(audio["array"]) > 0
