@@ -1,19 +1,30 @@
-"""Time transformers generate vs faster-whisper (CTranslate2) on the first test utterances."""
+"""Time transformers generate vs faster-whisper on every export variant, batched and unbatched."""
 
 from _step import run_step
 
+from whisperforge.errors import WhisperforgeError
 from whisperforge.files import write_json
 from whisperforge.speed import measure_speed
 from whisperforge.transcribe import DecodeOptions
 
 
 def main(smk):
+    # input.ct2: one export dir per params.quantizations entry, same order (the first is primary)
+    ct2 = [smk.input.ct2] if isinstance(smk.input.ct2, str) else list(smk.input.ct2)
+    quantizations = list(smk.params.quantizations)
+    if len(ct2) != len(quantizations):
+        raise WhisperforgeError(
+            f"input.ct2 has {len(ct2)} export dirs but params.quantizations has "
+            f"{len(quantizations)} ({', '.join(quantizations)}): one dir per quantization"
+        )
+    options = DecodeOptions.from_config(smk.params.options)
     result = measure_speed(
         smk.input.hf,
-        smk.input.ct2,
+        dict(zip(quantizations, ct2, strict=True)),
         smk.input.manifest,
-        DecodeOptions.from_config(smk.params.options),
+        options,
         n_utterances=smk.params.options["speed_utterances"],
+        batch_size=options.batch_size,
         threads=smk.threads,
         device=smk.params.device,
     )
