@@ -1,6 +1,7 @@
 """Training throughput of the fine-tune rule on the demo model, per data loader setting.
 
     python benchmarks/bench_training.py [--steps 60] [--threads 2] [--workdir DEMO_RUN_DIR]
+        [--loaders old datasets] [--repeats 1] [--baseline-rev REV]
 
 Runs `whisperforge.train.finetune` with the demo's LoRA settings (config.yaml + the demo
 profile, run `lora`) for a fixed number of optimizer steps in each variant below, each in fresh
@@ -14,6 +15,18 @@ adapter save after it are not timed). Prints train samples/s and the ratio to `n
   no-cache/w2     no-cache with dataloader_num_workers 2 (config.yaml's default)
   cache+shift/w2  the demo's setting with 2 workers; workers persist across epochs
                   (dataloader_persistent_workers), each filling and keeping its own cache
+Each variant runs with each data path of `--loaders`, interleaved, `--repeats` times (the best
+of the repeats counts: on shared cores a run is only ever slowed down):
+  datasets        the manifest through Hugging Face `datasets` (whisperforge.hfdata), features
+                  computed on the fly by `with_transform` (whisperforge.dataset), as trained now
+  old             the hand-written torch Dataset over `read_manifest` records that it replaced
+                  (#13): whisperforge/dataset.py at `--baseline-rev`, read with `git show`, given
+                  the same rows, under the same Trainer
+and the ratio datasets/old per variant is printed at the end. The model step is the same code
+for both, so on shared cores the run-to-run noise of training (+-20 %) can hide the data path:
+`--data-epochs N` (default 3) also times the data path alone, per variant and loader: N epochs of
+the training set through the Trainer's DataLoader and collator (batch, workers, cache and
+augmentation as in training, no model), best of 5 interleaved repeats.
 Length-grouped batches are not measured: the settings have no such key (and Whisper pads every
 log-mel to 30 s, so it would only shorten label padding).
 
@@ -30,13 +43,17 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import os
 import platform
+import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 # As scripts/_step.py sets it for the rule: OpenMP threads that spin while waiting slow training
@@ -50,6 +67,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import whisperforge.dataset as dataset  # noqa: E402
+import whisperforge.train as train_module  # noqa: E402
 from whisperforge.aishell import Filters, build_manifests, extract_archive  # noqa: E402
 from whisperforge.config import (  # noqa: E402
     deep_merge,
@@ -65,6 +83,9 @@ from whisperforge.train import finetune  # noqa: E402
 FILTERS = Filters.from_config(section_defaults(ROOT / "schemas/config.schema.yaml", "data"))
 NEVER = 10**9  # eval/save interval past any timed run
 NO_AUGMENT = {"speed_prob": 0.0, "volume_prob": 0.0, "noise_prob": 0.0, "shift_prob": 0.0}
+# The last commit before training data went through `datasets` (#13).
+BASELINE_REV = "fb032c2d6b6fa523feb1a2005eba532f25aa7225"
+LOADERS = ("old", "datasets")
 
 
 @dataclass(frozen=True)
@@ -130,14 +151,53 @@ def workdir_inputs(workdir: Path, tmp: Path) -> tuple[Path, Path, Path]:
     return workdir / "results/models/base/hf", train, dev
 
 
+def baseline_module(rev: str, tmp: Path) -> ModuleType:
+    """whisperforge/dataset.py as it was at `rev` (its SpeechDataset), imported from a copy."""
+    source = subprocess.run(
+        ["git", "-C", str(ROOT), "show", f"{rev}:whisperforge/dataset.py"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    path = tmp / "baseline_dataset.py"
+    path.write_text(source, encoding="utf-8")
+    spec = importlib.util.spec_from_file_location("baseline_dataset", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
 @contextlib.contextmanager
-def feature_cache(enabled: bool) -> Iterator[None]:
-    saved = dataset.FEATURE_CACHE_MAX_ITEMS
-    dataset.FEATURE_CACHE_MAX_ITEMS = saved if enabled else 0
+def data_path(loader: str, baseline: ModuleType | None) -> Iterator[None]:
+    """Train through `loader`: `datasets` (as the code is) or the old SpeechDataset, which gets
+    the rows `datasets` loaded as the list of records `read_manifest` gave it."""
+    if loader == "datasets":
+        yield
+        return
+
+    def old_speech_dataset(data, processor, *, size=None, **options):
+        return baseline.SpeechDataset(data.to_list(), processor, **options)
+
+    saved = train_module.speech_dataset
+    train_module.speech_dataset = old_speech_dataset
     try:
         yield
     finally:
-        dataset.FEATURE_CACHE_MAX_ITEMS = saved
+        train_module.speech_dataset = saved
+
+
+@contextlib.contextmanager
+def feature_cache(enabled: bool, baseline: ModuleType | None) -> Iterator[None]:
+    modules = [dataset] + ([baseline] if baseline else [])
+    saved = dataset.FEATURE_CACHE_MAX_ITEMS
+    for module in modules:
+        module.FEATURE_CACHE_MAX_ITEMS = saved if enabled else 0
+    try:
+        yield
+    finally:
+        for module in modules:
+            module.FEATURE_CACHE_MAX_ITEMS = saved
 
 
 def run_variant(
@@ -146,12 +206,14 @@ def run_variant(
     settings: dict[str, Any],
     out: Path,
     threads: int,
+    loader: str = "datasets",
+    baseline: ModuleType | None = None,
 ) -> dict[str, Any]:
     """One `finetune` call; its output (progress bars, logs) goes to `out/log.txt`."""
     settings = {
         **settings,
         "dataloader_num_workers": variant.workers,
-        "augment": variant.augment,
+        "augment": {**settings["augment"], **variant.augment},  # the variant's probabilities
     }
     out.mkdir(parents=True)
     if torch.cuda.is_available():
@@ -160,7 +222,8 @@ def run_variant(
         open(out / "log.txt", "w", encoding="utf-8") as log,
         contextlib.redirect_stdout(log),
         contextlib.redirect_stderr(log),
-        feature_cache(variant.cache),
+        feature_cache(variant.cache, baseline),
+        data_path(loader, baseline),
     ):
         try:
             model, checkpoints = out / "model", out / "checkpoints"
@@ -174,6 +237,49 @@ def run_variant(
     return summary
 
 
+def data_path_rate(
+    variant: Variant,
+    inputs: tuple[Path, Path, Path],
+    settings: dict[str, Any],
+    epochs: int,
+    loader: str,
+    baseline: ModuleType | None,
+) -> float:
+    """Samples/s of the data path alone: `epochs` passes over the training set, batched and
+    collated as the Trainer does (shuffled, `settings`' batch and the variant's workers)."""
+    from transformers import WhisperProcessor
+
+    from whisperforge.dataset import Augment, SpeechCollator
+    from whisperforge.hfdata import load_manifest
+
+    processor = WhisperProcessor.from_pretrained(inputs[0])
+    augment = {**settings["augment"], **variant.augment}
+    with feature_cache(variant.cache, baseline), data_path(loader, baseline):
+        data = load_manifest(inputs[1])
+        train_set = train_module.speech_dataset(
+            data,
+            processor,
+            timestamps=settings["timestamps"],
+            augment=Augment(**augment),
+            seed=settings["seed"],
+            feature_padding=settings["feature_padding"],
+            size=len(data),
+        )
+        batches = torch.utils.data.DataLoader(
+            train_set,
+            batch_size=settings["per_device_train_batch_size"],
+            shuffle=True,
+            collate_fn=SpeechCollator(
+                processor.tokenizer.convert_tokens_to_ids("<|startoftranscript|>")
+            ),
+            num_workers=variant.workers,
+            persistent_workers=variant.workers > 0,
+        )
+        start = time.perf_counter()
+        samples = sum(len(batch["labels"]) for _ in range(epochs) for batch in batches)
+        return samples / (time.perf_counter() - start)
+
+
 def device_line(threads: int) -> str:
     if torch.cuda.is_available():
         return f"device: CUDA {torch.cuda.get_device_name(0)}, fp16 (train.fp16: auto)"
@@ -183,23 +289,32 @@ def device_line(threads: int) -> str:
     )
 
 
-def report(results: dict[str, dict[str, Any]]) -> None:
-    base = results["no-cache"]["train_samples_per_second"]
+def report(results: dict[tuple[str, str], dict[str, Any]]) -> None:
+    """One line per (variant, loader), then datasets/old per variant where both ran."""
     cuda = torch.cuda.is_available()
     print(
-        f"{'variant':15s} {'train s':>8s} {'samples/s':>10s} {'steps/s':>8s} {'vs no-cache':>12s}"
-        + ("  peak MiB" if cuda else "")
+        f"{'variant':15s} {'loader':9s} {'train s':>8s} {'samples/s':>10s} {'steps/s':>8s} "
+        f"{'vs no-cache':>12s}" + ("  peak MiB" if cuda else "")
     )
-    for name, summary in results.items():
+    for (name, loader), summary in results.items():
+        base = results[("no-cache", loader)]["train_samples_per_second"]
         runtime = summary["train_runtime_s"]
         rate = summary["train_samples_per_second"]
         line = (
-            f"{name:15s} {runtime:8.1f} {rate:10.2f} {summary['global_step'] / runtime:8.3f} "
-            f"{rate / base:11.2f}x"
+            f"{name:15s} {loader:9s} {runtime:8.1f} {rate:10.2f} "
+            f"{summary['global_step'] / runtime:8.3f} {rate / base:11.2f}x"
         )
         if cuda:
             line += f"  {summary['peak_mib']:8.0f}"
         print(line, flush=True)
+    names = dict.fromkeys(name for name, _ in results)
+    pairs = [n for n in names if (n, "old") in results and (n, "datasets") in results]
+    if pairs:
+        print(f"\n{'variant':15s} {'old':>10s} {'datasets':>10s} {'datasets/old':>13s}")
+    for name in pairs:
+        old = results[(name, "old")]["train_samples_per_second"]
+        new = results[(name, "datasets")]["train_samples_per_second"]
+        print(f"{name:15s} {old:10.2f} {new:10.2f} {new / old:12.3f}x", flush=True)
 
 
 def main() -> None:
@@ -210,6 +325,10 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=None, help="a finished demo run")
     parser.add_argument("--warmup-steps", type=int, default=3, help="untimed run first")
     parser.add_argument("--only", nargs="+", default=None, help="variant names (+ no-cache)")
+    parser.add_argument("--loaders", nargs="+", choices=LOADERS, default=list(LOADERS))
+    parser.add_argument("--repeats", type=int, default=1, help="runs per variant and loader")
+    parser.add_argument("--baseline-rev", default=BASELINE_REV, help="the old loader's commit")
+    parser.add_argument("--data-epochs", type=int, default=3, help="0: no data-path timing")
     args = parser.parse_args()
 
     from transformers.utils import logging as hf_logging
@@ -217,7 +336,13 @@ def main() -> None:
     hf_logging.set_verbosity_error()
     config = demo_config()
     settings = run_settings(config, "lora")
-    settings.update(max_steps=args.steps, eval_steps=NEVER, save_steps=NEVER)
+    settings.update(
+        max_steps=args.steps,
+        eval_steps=NEVER,
+        save_steps=NEVER,
+        streaming=config["data"]["streaming"],  # as rules/train.smk passes the data key
+        report_to=[],  # TensorBoard's writer is not the data path under test
+    )
     if args.batch:
         settings["per_device_train_batch_size"] = args.batch
     chosen = variants(settings["augment"])
@@ -239,13 +364,40 @@ def main() -> None:
             f"{args.steps} steps per variant, LoRA r{settings['lora']['r']}",
             flush=True,
         )
+        baseline = baseline_module(args.baseline_rev, tmp) if "old" in args.loaders else None
+        if "old" in args.loaders:
+            print(f"old loader: whisperforge/dataset.py at {args.baseline_rev[:10]}", flush=True)
         if args.warmup_steps:
             warm = {**settings, "max_steps": args.warmup_steps}
-            run_variant(chosen[0], inputs, warm, tmp / "warmup", args.threads)
-        results = {
-            v.name: run_variant(v, inputs, settings, tmp / v.name, args.threads) for v in chosen
-        }
+            for loader in args.loaders:
+                out = tmp / f"warmup-{loader}"
+                run_variant(chosen[0], inputs, warm, out, args.threads, loader, baseline)
+        results: dict[tuple[str, str], dict[str, Any]] = {}
+        for variant in chosen:
+            for repeat in range(args.repeats):
+                for loader in args.loaders:  # interleaved: drifting load hits both alike
+                    out = tmp / f"{variant.name.replace('/', '-')}-{loader}-{repeat}"
+                    summary = run_variant(
+                        variant, inputs, settings, out, args.threads, loader, baseline
+                    )
+                    best = results.get((variant.name, loader))
+                    rate = summary["train_samples_per_second"]
+                    if best is None or rate > best["train_samples_per_second"]:
+                        results[(variant.name, loader)] = summary
         report(results)
+        if args.data_epochs and len(args.loaders) == 2:
+            print(f"\ndata path alone ({args.data_epochs} epochs, best of 5), samples/s:")
+            print(f"{'variant':15s} {'old':>10s} {'datasets':>10s} {'datasets/old':>13s}")
+            for variant in chosen:
+                rates: dict[str, float] = dict.fromkeys(LOADERS, 0.0)
+                for _ in range(5):
+                    for loader in LOADERS:
+                        rate = data_path_rate(
+                            variant, inputs, settings, args.data_epochs, loader, baseline
+                        )
+                        rates[loader] = max(rates[loader], rate)
+                old, new = rates["old"], rates["datasets"]
+                print(f"{variant.name:15s} {old:10.1f} {new:10.1f} {new / old:12.3f}x", flush=True)
 
 
 if __name__ == "__main__":

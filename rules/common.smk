@@ -119,8 +119,12 @@ def hf_model_dir(model):
 
 
 def run_params(wildcards):
-    """The run's full training settings (deterministic: plain JSON-able values)."""
-    return run_settings(config, wildcards.run)
+    """The run's full training settings (deterministic: plain JSON-able values), with how the
+    data is read (data.streaming)."""
+    return {
+        **run_settings(config, wildcards.run),
+        "streaming": config["data"]["streaming"],
+    }
 
 
 def all_targets():
@@ -131,6 +135,7 @@ def all_targets():
         *expand("results/eval/{run}/speed.json", run=RUNS),
         *expand("results/models/{run}/loss.png", run=RUNS),
         *expand("results/models/{model}/provenance.json", model=MODELS),
+        "results/manifests/hf",
         *SUBTITLE_TARGETS,
         *HUB_TARGETS,
     ]

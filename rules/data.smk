@@ -101,3 +101,19 @@ rule build_base_domain_manifests:
         code=code_digest("build_manifests.py"),
     script:
         "../scripts/build_manifests.py"
+
+
+rule manifests_hf:
+    # The prepared corpus as a Hugging Face dataset (audio embedded), to share or push as is.
+    input:
+        **{split: manifest(split) for split in SPLITS},
+    output:
+        directory("results/manifests/hf"),
+    log:
+        "logs/data/manifests_hf.log",
+    conda:
+        "../envs/data.yaml"
+    params:
+        code=code_digest("manifests_hf.py"),
+    script:
+        "../scripts/manifests_hf.py"

@@ -36,7 +36,11 @@ if TINY_BASE:
         resources:
             gpu=1,
         params:
-            settings={**config["model"]["tiny"]["pretrain"], "full_finetune": True},
+            settings={
+                **config["model"]["tiny"]["pretrain"],
+                "full_finetune": True,
+                "streaming": config["data"]["streaming"],
+            },
             checkpoints="results/checkpoints/base",
             code=code_digest("finetune.py"),
         script:

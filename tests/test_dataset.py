@@ -1,9 +1,13 @@
-"""Training inputs: the log-mel cache, the time-shift augmentation, timestamp labels."""
+"""Training inputs through `datasets`: manifest loading and streaming, the log-mel cache, the
+time-shift augmentation, timestamp labels."""
 
 from __future__ import annotations
 
+import json
 import random
 import re
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,11 +18,14 @@ from transformers import WhisperFeatureExtractor, WhisperProcessor
 from whisperforge import dataset
 from whisperforge.dataset import (
     FRAMES_PER_S,
-    SpeechDataset,
+    SpeechTransform,
     audio_frames,
     shift_features,
+    speech_dataset,
 )
 from whisperforge.errors import WhisperforgeError
+from whisperforge.hfdata import load_manifest, scan_manifest
+from whisperforge.manifest import write_jsonl
 from whisperforge.tinymodel import build_whisper_tokenizer
 
 
@@ -28,6 +35,14 @@ def processor() -> WhisperProcessor:
         feature_extractor=WhisperFeatureExtractor(feature_size=80),
         tokenizer=build_whisper_tokenizer(),
     )
+
+
+def speech_data(records: list[dict], processor: WhisperProcessor, **options):
+    """`records` written as a manifest (beside their audio), loaded by `datasets`, transformed on
+    the fly as training reads them."""
+    _, path = tempfile.mkstemp(suffix=".jsonl", dir=Path(records[0]["audio"]["path"]).parent)
+    write_jsonl(path, records)
+    return speech_dataset(load_manifest(path), processor, **options)
 
 
 def log_mel(processor: WhisperProcessor, audio: np.ndarray) -> np.ndarray:
@@ -55,22 +70,22 @@ def test_log_mels_are_cached_without_audio_augmentation(processor, tmp_path, mon
     real_load = dataset.load_audio
     monkeypatch.setattr(dataset, "load_audio", lambda path: reads.append(path) or real_load(path))
 
-    shift_only = SpeechDataset(records, processor, augment=augment(shift_prob=1.0), seed=1)
+    shift_only = speech_data(records, processor, augment=augment(shift_prob=1.0), seed=1)
     for _epoch in range(3):
         for i in range(len(records)):
             shift_only[i]
     assert len(reads) == len(records)  # one read per clip, whatever the epochs and shifts
 
     reads.clear()
-    speed = SpeechDataset(records, processor, augment=augment(speed_prob=1.0), seed=1)
+    speed = speech_data(records, processor, augment=augment(speed_prob=1.0), seed=1)
     speed[0], speed[0]
     assert len(reads) == 2  # a new speed per visit: nothing to cache
 
 
 def test_shift_delays_the_speech_by_the_drawn_frames(processor, tmp_path):
     record = record_of(tmp_path / "a.wav", speech_like(1.5))
-    plain = SpeechDataset([record], processor)[0]["input_features"]
-    shifting = SpeechDataset(
+    plain = speech_data([record], processor)[0]["input_features"]
+    shifting = speech_data(
         [record], processor, augment=augment(shift_prob=1.0, shift_max_s=0.5), seed=3
     )
     shifts = set()
@@ -85,7 +100,7 @@ def test_shift_delays_the_speech_by_the_drawn_frames(processor, tmp_path):
 
 def test_timestamp_labels_move_with_the_shift(processor, tmp_path):
     record = record_of(tmp_path / "a.wav", speech_like(1.5))
-    data = SpeechDataset(
+    data = speech_data(
         [record], processor, timestamps=True, augment=augment(shift_prob=1.0), seed=5
     )
     tokenizer = processor.tokenizer
@@ -99,7 +114,7 @@ def test_timestamp_labels_move_with_the_shift(processor, tmp_path):
 
 def test_shift_never_pushes_audio_out_of_the_window(processor, tmp_path):
     record = record_of(tmp_path / "long.wav", speech_like(29.9))
-    data = SpeechDataset([record], processor, augment=augment(shift_prob=1.0, shift_max_s=2.0))
+    data = speech_data([record], processor, augment=augment(shift_prob=1.0, shift_max_s=2.0))
     for _ in range(5):
         features = data[0]["input_features"]
         silent_lead = np.argmax(features.max(axis=0) > features.min())
@@ -124,11 +139,11 @@ def test_faster_whisper_padding_gives_the_engines_own_features(processor, tmp_pa
     engine = FeatureExtractor(feature_size=80)(sf.read(tmp_path / "a.wav", dtype="float32")[0])
     expected = np.zeros((80, 3000), np.float32)
     expected[:, : engine.shape[1]] = engine
-    padded = SpeechDataset([record], processor, feature_padding="faster-whisper")[0]
+    padded = speech_data([record], processor, feature_padding="faster-whisper")[0]
     np.testing.assert_allclose(padded["input_features"], expected, atol=1e-4)
-    plain = SpeechDataset([record], processor)[0]["input_features"]
+    plain = speech_data([record], processor)[0]["input_features"]
     assert np.abs(plain - expected).max() > 0.5  # the default differs: that is the point
-    shifted = SpeechDataset(
+    shifted = speech_data(
         [record],
         processor,
         feature_padding="faster-whisper",
@@ -143,4 +158,64 @@ def test_faster_whisper_padding_gives_the_engines_own_features(processor, tmp_pa
 
 def test_unknown_feature_padding_names_the_config_key(processor):
     with pytest.raises(WhisperforgeError, match=r"train\.feature_padding"):
-        SpeechDataset([], processor, feature_padding="zeros")
+        SpeechTransform(processor, feature_padding="zeros")
+
+
+def test_a_manifest_loads_whatever_types_its_later_lines_hold(tmp_path):
+    """pyarrow infers a JSON column's type per 10 MB chunk: `"start": 0` early and `0.5` later
+    is a cast error unless the schema is declared; fields of other tools are kept as JSON."""
+    record = record_of(tmp_path / "a.wav", speech_like(0.5))
+    filler = "x" * 6000  # 2000 lines of 6 kB: the last ones in a second chunk
+    lines = [{**record, "note": filler} for _ in range(2000)]
+    lines[-1] = {
+        **record,
+        "audio": {"path": record["audio"]["path"], "start_time": 0.1},  # Whisper-Finetune's
+        "sentences": [{"start": 0.5, "end": 1.5, "text": "今天"}],
+        "speaker": {"id": 7},
+    }
+    path = tmp_path / "m.jsonl"
+    write_jsonl(path, lines)
+    scan = scan_manifest(path)
+    assert (scan.records, scan.extra_fields, scan.plain_audio) == (2000, ("note", "speaker"), False)
+    data = load_manifest(scan)
+    assert len(data) == 2000 and data[0]["note"] == filler
+    assert data[-1]["sentences"] == [{"start": 0.5, "end": 1.5, "text": "今天"}]
+    assert data[-1]["audio"] == lines[-1]["audio"] and data[-1]["speaker"] == {"id": 7}
+    assert data[0]["sentences"][0]["start"] == 0.0
+
+
+def test_a_bad_manifest_line_is_named_before_datasets_reads_it(tmp_path):
+    path = tmp_path / "m.jsonl"
+    path.write_text(json.dumps(record_of(tmp_path / "a.wav", speech_like(0.5))) + "\n{oops\n")
+    with pytest.raises(WhisperforgeError, match=r"m\.jsonl:2: not valid JSON"):
+        load_manifest(path)
+
+
+def test_a_streamed_manifest_gives_each_record_once_an_epoch_in_a_seeded_order(processor, tmp_path):
+    sentences = ["今天天气很好", "我们明天开会", "经济增长很快", "北京是首都", "楼市", "新政"]
+    records = [
+        record_of(tmp_path / f"{i}.wav", speech_like(0.5 + 0.1 * i, seed=i), text)
+        for i, text in enumerate(sentences)
+    ]
+    path = tmp_path / "m.jsonl"
+    write_jsonl(path, records)
+    arrow = speech_dataset(load_manifest(path), processor)
+
+    def epoch(seed: int, number: int = 0) -> list[str]:
+        stream = speech_dataset(
+            load_manifest(path, streaming=True), processor, seed=seed, size=len(records)
+        )
+        stream.set_epoch(number)  # as the Trainer does at each epoch
+        order = []
+        for example in stream:
+            text = processor.tokenizer.decode(example["labels"], skip_special_tokens=True)
+            order.append(text)
+            same = arrow[sentences.index(text)]  # what the Arrow-backed set computes
+            np.testing.assert_array_equal(example["input_features"], same["input_features"])
+            assert example["labels"] == same["labels"]
+        return order
+
+    first = epoch(seed=1)
+    assert sorted(first) == sorted(sentences) and first != sentences  # shuffled, all once
+    assert epoch(seed=1) == first  # seeded
+    assert epoch(seed=1, number=1) != first  # reshuffled the next epoch

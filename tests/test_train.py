@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 from types import SimpleNamespace
 
+import datasets
 import pytest
 import torch
 import yaml
@@ -51,6 +52,7 @@ def tiny_settings(**changes) -> dict:
     validate_config(config, ROOT / "schemas/config.schema.yaml")
     settings = run_settings(config, "lora")
     settings.update(
+        streaming=config["data"]["streaming"],  # as rules/train.smk passes the data key
         device="cpu",  # config.yaml asks for a GPU
         max_steps=4,
         eval_steps=2,
@@ -144,12 +146,15 @@ def test_an_overflowed_step_never_reaches_the_adalora_rank_allocator(inputs):
 
 
 def test_dev_evaluation_uses_a_fixed_seeded_sample():
-    records = [{"sentence": str(i)} for i in range(50)]
-    sample = eval_sample(records, 10, seed=42)
-    assert len(sample) == 10 and sample == eval_sample(records, 10, seed=42)
-    assert sample != eval_sample(records, 10, seed=1)
-    assert [int(r["sentence"]) for r in sample] == sorted(int(r["sentence"]) for r in sample)
-    assert eval_sample(records, None, seed=42) == records == eval_sample(records, 50, seed=42)
+    records = datasets.Dataset.from_list([{"sentence": str(i)} for i in range(50)])
+
+    def sample(limit, seed) -> list[str]:
+        return eval_sample(records, limit, seed)["sentence"]
+
+    assert len(sample(10, 42)) == 10 and sample(10, 42) == sample(10, 42)
+    assert sample(10, 42) != sample(10, 1)
+    assert [int(s) for s in sample(10, 42)] == sorted(int(s) for s in sample(10, 42))
+    assert sample(None, 42) == records["sentence"] == sample(50, 42)
 
 
 def batch_settings(micro, accum: int, gpus: int, effective: int | None) -> dict:
@@ -211,3 +216,75 @@ def test_an_auto_micro_batch_is_the_largest_that_fits_and_keeps_the_effective_ba
     monkeypatch.setattr(train_module, "free_memory", lambda device: (1000, "a test budget"))
     with pytest.raises(WhisperforgeError, match=r"^config train.per_device_train_batch_size: auto"):
         train_tiny(inputs, tmp_path / "too-small", settings)
+
+
+def logged_losses(out: Path) -> list[float]:
+    state = json.loads((out / "adapter/trainer_state.json").read_text())
+    return [entry["loss"] for entry in state["log_history"] if "loss" in entry]
+
+
+QUIET = {"speed_prob": 0.0, "volume_prob": 0.0}  # a loss curve free of augmentation noise
+
+
+def falls(loss: list[float]) -> bool:
+    """The last two steps' loss is at least 1 nat below the first two's (from ~11 at the start)."""
+    return sum(loss[-2:]) / 2 < sum(loss[:2]) / 2 - 1.0
+
+
+def test_a_streamed_manifest_trains_the_same_number_of_steps_and_learns(inputs, tmp_path):
+    settings = tiny_settings(
+        max_steps=-1,
+        num_train_epochs=4,  # 4 utterances, batch 2: 8 optimizer steps
+        eval_steps=100,
+        save_steps=100,
+        warmup_steps=0,
+        learning_rate=5e-2,
+        augment={**tiny_settings()["augment"], **QUIET},
+    )
+    arrow = train_tiny(inputs, tmp_path / "arrow", {**settings, "streaming": False})
+    streamed = train_tiny(inputs, tmp_path / "streamed", {**settings, "streaming": True})
+    assert streamed["streaming"] and not arrow["streaming"]
+    assert streamed["global_step"] == arrow["global_step"] == 8
+    losses = logged_losses(tmp_path / "streamed")
+    assert len(losses) == 8 and falls(losses), losses
+
+
+def test_training_writes_tensorboard_curves_beside_the_adapter(inputs, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    settings = tiny_settings(
+        report_to=["tensorboard"],
+        max_steps=8,
+        eval_steps=8,  # with the final evaluation: two, each generating up to 225 tokens
+        save_steps=8,
+        warmup_steps=0,
+        learning_rate=5e-2,
+        metric_for_best="cer",
+        augment={**tiny_settings()["augment"], **QUIET},
+    )
+    train_tiny(inputs, tmp_path, settings)
+    events = list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+    assert events, "no event files in results/models/<run>/tensorboard/"
+    assert not list((tmp_path / "adapter").rglob("events.out.tfevents.*"))
+    assert not list((tmp_path / "checkpoints").rglob("events.out.tfevents.*"))
+    curves = EventAccumulator(str(tmp_path / "tensorboard")).Reload()
+    tags = set(curves.Tags()["scalars"])
+    assert {"train/loss", "train/learning_rate", "train/grad_norm", "eval/loss", "eval/cer"} <= tags
+    loss = [event.value for event in curves.Scalars("train/loss")]
+    assert len(loss) == 8 and falls(loss), loss
+
+
+def test_an_integration_without_its_package_names_the_key_and_the_package(
+    inputs, tmp_path, monkeypatch
+):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "mlflow" else real(name, *a)
+    )
+    settings = tiny_settings(report_to=["tensorboard", "mlflow"])
+    message = r"^config train.report_to: mlflow .*\(pip install mlflow\)$"
+    with pytest.raises(WhisperforgeError, match=message):
+        train_tiny(inputs, tmp_path, settings)
+    assert not (tmp_path / "checkpoints").exists()  # refused before anything was written

@@ -37,6 +37,7 @@ WEIGHT_NEUTRAL_KEYS = frozenset(
         "per_device_eval_batch_size",
         "eval_max_utterances",
         "dataloader_num_workers",
+        "report_to",
     }
 )
 

@@ -1,12 +1,22 @@
-"""Manifest -> model inputs for training: audio loading, augmentation, log-mel, label tokens."""
+"""Manifest -> model inputs for training, through Hugging Face `datasets`.
+
+The JSONL manifest is loaded by `whisperforge.hfdata` as an Arrow-backed `Dataset` (or streamed
+as an `IterableDataset`); `speech_dataset` sets the transform through which each visit reads the
+audio (with soundfile: `datasets`' own Audio feature would need torchcodec, built per torch
+release, and FFmpeg's shared libraries), applies the augmentations and the time shift, and
+computes the log-mel and the label tokens (`SpeechTransform`).
+"""
 
 from __future__ import annotations
 
+import pickle
 import random
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import datasets
 import numpy as np
 import torch
 
@@ -131,18 +141,28 @@ def timestamp_text(record: dict[str, Any], offset_s: float = 0.0) -> str:
     return "".join(parts)
 
 
-class SpeechDataset(torch.utils.data.Dataset):
-    """Manifest records -> {"input_features", "labels"} for WhisperForConditionalGeneration."""
+# Records held in the shuffle buffer of a streamed manifest: manifest lines, not audio.
+SHUFFLE_BUFFER = 10_000
+
+
+class SpeechTransform:
+    """Manifest rows -> {"input_features", "labels"} for WhisperForConditionalGeneration.
+
+    Applied on the fly to each batch `datasets` hands out (`with_transform`, or a lazy `map` when
+    streaming): the audio is read, augmented, shifted and turned into a log-mel at each visit.
+    The log-mel is cached in memory when no augmentation changes the audio and the set has at
+    most FEATURE_CACHE_MAX_ITEMS records (`size`); DataLoader workers each keep their own.
+    """
 
     def __init__(
         self,
-        records: list[dict[str, Any]],
         processor: Any,
         *,
         timestamps: bool = False,
         augment: Augment | None = None,
         seed: int = 0,
         feature_padding: str = "transformers",
+        size: int | None = None,
     ) -> None:
         if feature_padding not in FEATURE_PADDINGS:
             raise WhisperforgeError(
@@ -150,18 +170,23 @@ class SpeechDataset(torch.utils.data.Dataset):
                 f"{', '.join(FEATURE_PADDINGS)}"
             )
         self.feature_padding = feature_padding
-        self.records = records
         self.processor = processor
         self.timestamps = timestamps
         self.augment = augment if augment is not None and augment.active else None
         self.seed = seed
-        self.epoch_draws = 0
+        self.draws = 0
         changes_audio = self.augment is not None and self.augment.changes_audio
-        cacheable = not changes_audio and len(records) <= FEATURE_CACHE_MAX_ITEMS
-        self.feature_cache: dict[int, tuple[np.ndarray, int]] | None = {} if cacheable else None
+        cacheable = not changes_audio and size is not None and size <= FEATURE_CACHE_MAX_ITEMS
+        self.feature_cache: dict[str, tuple[np.ndarray, int]] | None = {} if cacheable else None
 
-    def __len__(self) -> int:
-        return len(self.records)
+    def __getstate__(self) -> dict[str, Any]:
+        # `datasets` hashes a transform when it is set (the dataset's fingerprint): its Hasher
+        # takes ~1 s over a Whisper tokenizer, 0.1 s over the tokenizer's pickle. DataLoader
+        # workers that spawn get the same state.
+        return {**self.__dict__, "processor": pickle.dumps(self.processor)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update({**state, "processor": pickle.loads(state["processor"])})
 
     def labels(self, record: dict[str, Any], offset_s: float = 0.0) -> list[int]:
         tokenizer = self.processor.tokenizer
@@ -174,12 +199,12 @@ class SpeechDataset(torch.utils.data.Dataset):
             )
         return ids
 
-    def log_mel(self, index: int, rng: random.Random | None) -> tuple[np.ndarray, int]:
-        """The record's log-mel (its audio augmented with `rng` if audio augmentations are on)
+    def log_mel(self, path: str, rng: random.Random | None) -> tuple[np.ndarray, int]:
+        """The clip's log-mel (its audio augmented with `rng` if audio augmentations are on)
         and how many of its frames hold the audio; the rest is padding."""
-        if self.feature_cache is not None and index in self.feature_cache:
-            return self.feature_cache[index]
-        audio = load_audio(self.records[index]["audio"]["path"])
+        if self.feature_cache is not None and path in self.feature_cache:
+            return self.feature_cache[path]
+        audio = load_audio(path)
         if rng is not None and self.augment.changes_audio:  # rng: augmentation is on
             audio = self.augment.apply(audio, rng)
         features = self.processor.feature_extractor(
@@ -189,26 +214,63 @@ class SpeechDataset(torch.utils.data.Dataset):
         if self.feature_padding == "faster-whisper":
             features[:, frames:] = 0.0
         if self.feature_cache is not None:
-            self.feature_cache[index] = (features, frames)
+            self.feature_cache[path] = (features, frames)
         return features, frames
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        record = self.records[index]
+    def example(self, record: dict[str, Any]) -> dict[str, Any]:
+        path = record["audio"]["path"]
         rng = None
         if self.augment is not None:
-            # A fresh draw per visit, reproducible from the seed and the order of visits.
-            self.epoch_draws += 1
-            rng = random.Random(hash((self.seed, index, self.epoch_draws)))
-        features, clip_frames = self.log_mel(index, rng)
+            # A fresh draw per visit, reproducible from the seed and the order of visits (crc32:
+            # str hashes differ between processes).
+            self.draws += 1
+            rng = random.Random(hash((self.seed, zlib.crc32(path.encode()), self.draws)))
+        features, clip_frames = self.log_mel(path, rng)
         shift = 0
         if rng is not None:
             room = max(0, features.shape[-1] - clip_frames)  # never push audio out of the window
             shift = min(self.augment.shift_frames(rng), room)
             features = shift_features(features, shift, clip_frames)
-        return {
-            "input_features": features,
-            "labels": self.labels(record, shift / FRAMES_PER_S),
-        }
+        return {"input_features": features, "labels": self.labels(record, shift / FRAMES_PER_S)}
+
+    def __call__(self, batch: dict[str, list]) -> dict[str, list]:
+        rows = [
+            dict(zip(batch, values, strict=True)) for values in zip(*batch.values(), strict=True)
+        ]
+        examples = [self.example(row) for row in rows]
+        return {key: [e[key] for e in examples] for key in ("input_features", "labels")}
+
+
+def speech_dataset(
+    data: datasets.Dataset | datasets.IterableDataset,
+    processor: Any,
+    *,
+    timestamps: bool = False,
+    augment: Augment | None = None,
+    seed: int = 0,
+    feature_padding: str = "transformers",
+    size: int | None = None,
+) -> datasets.Dataset | datasets.IterableDataset:
+    """`data` (a loaded manifest) with Whisper's inputs computed on the fly at each visit.
+
+    A `Dataset` gets the transform with `with_transform`; an `IterableDataset` is shuffled with a
+    seeded buffer (reshuffled each epoch: the Trainer calls `set_epoch`) and mapped lazily.
+    `size`: the number of records of a streamed set, for the feature cache's decision.
+    """
+    streamed = isinstance(data, datasets.IterableDataset)
+    transform = SpeechTransform(
+        processor,
+        timestamps=timestamps,
+        augment=augment,
+        seed=seed,
+        feature_padding=feature_padding,
+        size=size if streamed else len(data),
+    )
+    if not streamed:
+        return data.with_transform(transform)
+    shuffled = data.shuffle(seed=seed, buffer_size=SHUFFLE_BUFFER)
+    # One record at a time: a batched map would compute 1000 log-mels (1 GB) before the first.
+    return shuffled.map(transform.example, remove_columns=list(data.features))
 
 
 @dataclass

@@ -304,11 +304,13 @@ def disk_needed(config: dict[str, Any], workdir: Path, base_bytes: int) -> dict[
     """Bytes the run will still write under workdir, by part (a rough, generous estimate).
 
     archive: data_aishell.tgz, when downloaded (data.archive null) and not there yet.
-    wavs: the extracted wavs, ~1.2x the archive, unless extracted already or data.manifests given.
-    models: the base snapshot (a hub model not fetched yet), one CTranslate2 export per model
-    (base and each run), and per run the merged model plus save_total_limit + 1 checkpoints (a
-    LoRA one: the adapter and Adam's moments; a full fine-tune's: fp32 weights and Adam's moments,
-    6x the float16 weights).
+    wavs: the extracted wavs, ~1.2x the archive, unless extracted already or data.manifests given;
+    as much again for the prepared corpus as a Hugging Face dataset (results/manifests/hf/, the
+    audio embedded) unless written already.
+    models: the base snapshot (a hub model not fetched yet), the CTranslate2 exports (each
+    export.quantizations entry, per model: base and each run), and per run the merged model plus
+    save_total_limit + 1 checkpoints (a LoRA one: the adapter and Adam's moments; a full
+    fine-tune's: fp32 weights and Adam's moments, 6x the float16 weights).
     """
     data = config["data"]
     need = {"archive": 0, "wavs": 0, "models": 0}
@@ -321,15 +323,18 @@ def disk_needed(config: dict[str, Any], workdir: Path, base_bytes: int) -> dict[
             target = workdir / "resources" / "data_aishell.tgz"
             have = target.stat().st_size if target.is_file() else 0
             need["archive"] = max(0, archive_bytes - have)
+        wav_bytes = round(archive_bytes * WAVS_PER_ARCHIVE_BYTE)
         if not (workdir / "results" / "data" / "aishell" / "wavs.tsv").is_file():
-            need["wavs"] = round(archive_bytes * WAVS_PER_ARCHIVE_BYTE)
+            need["wavs"] += wav_bytes
+        if not (workdir / "results" / "manifests" / "hf").is_dir():
+            need["wavs"] += wav_bytes
     model = config["model"]
     snapshot = workdir / hub_model_dir(model) / "config.json"
     if base_kind(model, workdir) == "hub" and not snapshot.is_file():
         need["models"] += base_bytes
     runs = training_jobs(config)
     runs.pop("model.tiny.pretrain", None)
-    ct2 = CT2_BYTES_PER_WEIGHT_BYTE.get(config["export"]["quantization"], 1.0)
+    ct2 = sum(CT2_BYTES_PER_WEIGHT_BYTE.get(q, 1.0) for q in config["export"]["quantizations"])
     need["models"] += round(ct2 * base_bytes * (1 + len(runs)))
     for settings in runs.values():
         if settings.get("full_finetune"):

@@ -1,14 +1,19 @@
 """Fine-tune Whisper: LoRA/AdaLoRA adapters (a run) or all weights (the demo's base pretraining).
 
 `finetune` is the step: it checks the settings against the machine (device, precision, 8-bit,
-the batch split over `train.gpus` processes), prepares the resumable checkpoint directory
-(checkpoints.py), then trains in this process or in `train.gpus` data-parallel processes started
-with torchrun (`python -m whisperforge.train JOB.json` in each). Before training on a GPU the
-memory model (memory.py) checks that the micro-batch fits, or picks it (`auto`).
+the batch split over `train.gpus` processes, the `report_to` packages), prepares the resumable
+checkpoint directory (checkpoints.py), then trains in this process or in `train.gpus`
+data-parallel processes started with torchrun (`python -m whisperforge.train JOB.json` in each).
+Before training on a GPU the memory model (memory.py) checks that the micro-batch fits, or picks
+it (`auto`). The data comes through Hugging Face `datasets` (dataset.py): Arrow-backed, or
+streamed (`settings["streaming"]`, from config `data.streaming`). Training curves go to
+`report_to` (TensorBoard: `<out_dir>/../tensorboard/`, i.e. `results/models/<run>/tensorboard/`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import json
 import logging
 import math
@@ -17,10 +22,12 @@ import random
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import datasets
 import torch
 from transformers import (
     Seq2SeqTrainer,
@@ -32,13 +39,16 @@ from transformers import (
 )
 
 from whisperforge.checkpoints import fingerprint, prepare_checkpoint_dir
-from whisperforge.dataset import Augment, SpeechCollator, SpeechDataset
+from whisperforge.dataset import Augment, SpeechCollator, speech_dataset
 from whisperforge.errors import WhisperforgeError
 from whisperforge.files import write_json
 from whisperforge.gpu import pick_device, pick_precision
-from whisperforge.manifest import read_manifest
+from whisperforge.hfdata import ManifestScan, load_manifest, scan_manifest
 
 log = logging.getLogger(__name__)
+
+# train.report_to -> the pip package its Trainer integration needs.
+REPORTERS = {"tensorboard": "tensorboard", "mlflow": "mlflow", "wandb": "wandb"}
 
 
 @dataclass
@@ -143,12 +153,46 @@ def adalora_schedule(total_steps: int) -> dict[str, int]:
     }
 
 
-def eval_sample(records: list[dict[str, Any]], limit: int | None, seed: int) -> list[dict]:
+def eval_sample(data: datasets.Dataset, limit: int | None, seed: int) -> datasets.Dataset:
     """A fixed, seeded sample of the dev set (in manifest order), for evaluation in training."""
-    if limit is None or len(records) <= limit:
-        return records
-    keep = sorted(random.Random(seed).sample(range(len(records)), limit))
-    return [records[i] for i in keep]
+    if limit is None or len(data) <= limit:
+        return data
+    return data.select(sorted(random.Random(seed).sample(range(len(data)), limit)))
+
+
+def check_reporters(report_to: list[str]) -> None:
+    """Every `train.report_to` integration is known and its package installed, before training."""
+    for name in report_to:
+        if name not in REPORTERS:
+            raise WhisperforgeError(
+                f"config train.report_to: {name!r} is not one of {', '.join(REPORTERS)}"
+            )
+        if importlib.util.find_spec(REPORTERS[name]) is None:
+            raise WhisperforgeError(
+                f"config train.report_to: {name} needs the {REPORTERS[name]} package, which is "
+                f"not installed (pip install {REPORTERS[name]})"
+            )
+
+
+def tensorboard_dir(out_dir: Path) -> Path:
+    """Event files beside the step's declared output (which Snakemake deletes on failure):
+    `results/models/<run>/tensorboard/` for `results/models/<run>/adapter`."""
+    return out_dir.parent / "tensorboard"
+
+
+@contextlib.contextmanager
+def tensorboard_logging_dir(path: Path) -> Iterator[None]:
+    """transformers 5's TensorBoardCallback takes its directory from TENSORBOARD_LOGGING_DIR when
+    it is built (with the Trainer); without it, `<output_dir>/runs/<time>_<host>`."""
+    saved = os.environ.get("TENSORBOARD_LOGGING_DIR")
+    os.environ["TENSORBOARD_LOGGING_DIR"] = str(path)
+    try:
+        yield
+    finally:
+        if saved is None:
+            del os.environ["TENSORBOARD_LOGGING_DIR"]
+        else:
+            os.environ["TENSORBOARD_LOGGING_DIR"] = saved
 
 
 def load_base(base_dir: Path, settings: dict[str, Any]) -> tuple[Any, Any]:
@@ -288,7 +332,7 @@ def training_arguments(
         dataloader_persistent_workers=settings["dataloader_num_workers"] > 0,
         remove_unused_columns=False,
         label_names=["labels"],
-        report_to=[],
+        report_to=list(settings["report_to"]),
         use_cpu=plan.device == "cpu",
         ddp_backend=("nccl" if plan.device == "cuda" else "gloo") if plan.world_size > 1 else None,
         ddp_find_unused_parameters=False,
@@ -299,10 +343,21 @@ def training_arguments(
     )
 
 
-def label_tokens(records: list[dict[str, Any]], processor: Any) -> int:
-    """The longest label sequence of the training set (prefix tokens and end of text included)."""
-    sentences = [r["sentence"] for r in records]
-    return max(len(ids) for ids in processor.tokenizer(sentences).input_ids)
+def label_tokens(records: Iterable[dict[str, Any]], processor: Any, chunk: int = 1000) -> int:
+    """The longest label sequence of the training set (prefix tokens and end of text included).
+
+    `records`: manifest rows (a list, a `Dataset` or a streamed `IterableDataset`), tokenized
+    `chunk` at a time so that a streamed corpus is never held whole.
+    """
+    longest, sentences = 0, []
+    for record in records:
+        sentences.append(record["sentence"])
+        if len(sentences) == chunk:
+            longest = max(longest, *map(len, processor.tokenizer(sentences).input_ids))
+            sentences = []
+    if sentences:
+        longest = max(longest, *map(len, processor.tokenizer(sentences).input_ids))
+    return longest
 
 
 def free_memory(device: str) -> tuple[int, str]:
@@ -312,11 +367,14 @@ def free_memory(device: str) -> tuple[int, str]:
     return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"), "this machine's RAM"
 
 
-def memory_preflight(model: Any, plan: TrainingPlan, settings: dict[str, Any], tokens: int) -> dict:
+def memory_preflight(
+    model: Any, plan: TrainingPlan, settings: dict[str, Any], tokens: Callable[[], int]
+) -> dict:
     """Check (or, for `auto`, pick) the micro-batch against the device's free memory.
 
-    Runs on a GPU always, and on the CPU for `auto` (against free RAM). N processes agree on the
-    smallest free memory among them, so that they pick the same micro-batch.
+    Runs on a GPU always, and on the CPU for `auto` (against free RAM); only then is `tokens()`,
+    the longest label of the training set, counted (a pass over a streamed corpus). N processes
+    agree on the smallest free memory among them, so that they pick the same micro-batch.
     """
     if plan.device == "cpu" and plan.micro_batch is not None:
         return {}
@@ -326,7 +384,7 @@ def memory_preflight(model: Any, plan: TrainingPlan, settings: dict[str, Any], t
         model,
         precision=plan.precision,
         gradient_checkpointing=settings["gradient_checkpointing"],
-        label_tokens=tokens,
+        label_tokens=tokens(),
     )
     budget, where = free_memory(plan.device)
     if torch.distributed.is_available() and torch.distributed.is_initialized():
@@ -388,20 +446,27 @@ def finetune(
     Adapters (default): `checkpoint-best/`, `checkpoint-final/` (PEFT adapters),
     `trainer_state.json`. Full fine-tune (`settings["full_finetune"]`): a complete HF model dir
     (best checkpoint's weights, processor files) plus `trainer_state.json`. Both with
-    `training_summary.json` (device, precision, batch split, steps, timings).
+    `training_summary.json` (device, precision, batch split, steps, timings). With
+    `tensorboard` in `settings["report_to"]`, event files go to `tensorboard_dir(out_dir)`.
     """
     base_dir, out_dir, checkpoints = Path(base_dir), Path(out_dir), Path(checkpoints)
     if not (base_dir / "config.json").is_file():
         raise WhisperforgeError(f"{base_dir}: not a Whisper model directory (no config.json)")
-    for manifest in (train_manifest, dev_manifest):
-        if not read_manifest(manifest):
+    scans = {}
+    for split, manifest in (("train", train_manifest), ("dev", dev_manifest)):
+        scans[split] = scan_manifest(manifest)
+        if not scans[split].records:
             raise WhisperforgeError(
                 f"{manifest}: manifest has no utterances to train or validate on"
             )
+    check_reporters(settings["report_to"])
     plan = make_plan(settings, base_dir)
     resume = prepare_checkpoint_dir(
         checkpoints, fingerprint(settings, base_dir, [Path(train_manifest), Path(dev_manifest)])
     )
+    if resume is None and tensorboard_dir(out_dir).is_dir():
+        # Curves of a run whose checkpoints were set aside would mix with the new run's.
+        shutil.rmtree(tensorboard_dir(out_dir))
     job = {
         "base_dir": str(base_dir),
         "train_manifest": str(train_manifest),
@@ -409,6 +474,7 @@ def finetune(
         "out_dir": str(out_dir),
         "checkpoints": str(checkpoints),
         "settings": settings,
+        "scans": {split: asdict(scan) for split, scan in scans.items()},
         "plan": asdict(plan),
         "resume": resume,
         "threads": max(1, threads // plan.world_size),
@@ -452,11 +518,24 @@ def train(job: dict[str, Any]) -> dict[str, Any]:
     """One training process: the whole run, or one rank of a data-parallel run."""
     settings, plan = job["settings"], TrainingPlan(**job["plan"])
     out_dir, checkpoints = Path(job["out_dir"]), Path(job["checkpoints"])
-    train_records = read_manifest(job["train_manifest"])
-    dev_records = eval_sample(
-        read_manifest(job["dev_manifest"]), settings["eval_max_utterances"], settings["seed"]
+    train_scan, dev_scan = (ManifestScan(**job["scans"][split]) for split in ("train", "dev"))
+    streaming = settings["streaming"]
+    train_data = load_manifest(train_scan, streaming=streaming)
+    dev_data = eval_sample(
+        load_manifest(dev_scan), settings["eval_max_utterances"], settings["seed"]
     )
-    log.info("training on %s, %s, %d process(es)", plan.device, plan.precision, plan.world_size)
+    total_steps = optimizer_steps(train_scan.records, settings, plan.effective_batch)
+    if streaming:
+        # A stream has no length: the steps the Arrow-backed run would take, from the line count.
+        settings = {**settings, "max_steps": total_steps}
+    log.info(
+        "training on %s, %s, %d process(es), %d utterances%s",
+        plan.device,
+        plan.precision,
+        plan.world_size,
+        train_scan.records,
+        " streamed" if streaming else "",
+    )
 
     # Seed before the adapters exist: LoRA draws its A matrices from the global RNG, and the
     # Trainer only seeds once it is built, after them.
@@ -464,26 +543,30 @@ def train(job: dict[str, Any]) -> dict[str, Any]:
     processor, model = load_base(Path(job["base_dir"]), settings)
     full = settings["full_finetune"]
     if not full:
-        total_steps = optimizer_steps(len(train_records), settings, plan.effective_batch)
         model = add_adapters(model, settings, total_steps)
     args = training_arguments(settings, plan, checkpoints, job["threads"])
     if plan.device == "cuda" and not settings["use_8bit"]:
         model.to(args.device)
-    memory = memory_preflight(model, plan, settings, label_tokens(train_records, processor))
+    memory = memory_preflight(
+        model,
+        plan,
+        settings,
+        lambda: label_tokens(train_data.select_columns(["sentence"]), processor),
+    )
     args.per_device_train_batch_size = plan.micro_batch
     args.gradient_accumulation_steps = plan.accumulation
 
-    augment = Augment(**settings["augment"])
-    train_set = SpeechDataset(
-        train_records,
+    train_set = speech_dataset(
+        train_data,
         processor,
         timestamps=settings["timestamps"],
-        augment=augment,
+        augment=Augment(**settings["augment"]),
         seed=settings["seed"],
         feature_padding=settings["feature_padding"],
+        size=train_scan.records,
     )
-    dev_set = SpeechDataset(
-        dev_records,
+    dev_set = speech_dataset(
+        dev_data,
         processor,
         timestamps=settings["timestamps"],
         feature_padding=settings["feature_padding"],
@@ -491,16 +574,17 @@ def train(job: dict[str, Any]) -> dict[str, Any]:
     callbacks: list[TrainerCallback] = [CurrentIntervals()]
     if settings["use_adalora"] and not full:
         callbacks.append(AdaLoraBudget(model))
-    trainer = Seq2SeqTrainer(
-        model=model,
-        args=args,
-        train_dataset=train_set,
-        eval_dataset=dev_set,
-        data_collator=SpeechCollator(model.config.decoder_start_token_id),
-        processing_class=processor.feature_extractor,
-        compute_metrics=cer_metric(processor) if args.predict_with_generate else None,
-        callbacks=callbacks,
-    )
+    with tensorboard_logging_dir(tensorboard_dir(out_dir)):
+        trainer = Seq2SeqTrainer(
+            model=model,
+            args=args,
+            train_dataset=train_set,
+            eval_dataset=dev_set,
+            data_collator=SpeechCollator(model.config.decoder_start_token_id),
+            processing_class=processor.feature_extractor,
+            compute_metrics=cer_metric(processor) if args.predict_with_generate else None,
+            callbacks=callbacks,
+        )
     result = trainer.train(resume_from_checkpoint=job["resume"])
     final_eval = trainer.evaluate()
     log.info("final eval: %s", final_eval)
@@ -517,7 +601,8 @@ def train(job: dict[str, Any]) -> dict[str, Any]:
         "resumed_from": job["resume"],
         "best_checkpoint": None,
         "best_metric": trainer.state.best_metric,
-        "eval_utterances": len(dev_records),
+        "eval_utterances": len(dev_data),
+        "streaming": streaming,
         "final_eval": final_eval,
         "train_runtime_s": result.metrics.get("train_runtime"),
         "train_samples_per_second": result.metrics.get("train_samples_per_second"),
