@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import pickle
 import random
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,9 @@ FRAMES_PER_S = 100  # Whisper's log-mel hop: 10 ms
 # is small (a 30 s log-mel of 80 bins is ~1 MB): the demo's epochs then cost only the model.
 # A time shift is applied to the cached log-mel, so it keeps the cache.
 FEATURE_CACHE_MAX_ITEMS = 2000
+# The column speech_dataset adds: each record's place in its manifest, which keys its augmentation
+# draws (so that a record's draws do not depend on where the data comes from).
+POSITION = "manifest_position"
 
 
 @dataclass(frozen=True)
@@ -221,10 +223,10 @@ class SpeechTransform:
         path = record["audio"]["path"]
         rng = None
         if self.augment is not None:
-            # A fresh draw per visit, reproducible from the seed and the order of visits (crc32:
-            # str hashes differ between processes).
+            # A fresh draw per visit, reproducible from the seed, the record's place in the
+            # manifest and the order of visits (ints only: str hashes differ between processes).
             self.draws += 1
-            rng = random.Random(hash((self.seed, zlib.crc32(path.encode()), self.draws)))
+            rng = random.Random(hash((self.seed, record[POSITION], self.draws)))
         features, clip_frames = self.log_mel(path, rng)
         shift = 0
         if rng is not None:
@@ -258,6 +260,7 @@ def speech_dataset(
     `size`: the number of records of a streamed set, for the feature cache's decision.
     """
     streamed = isinstance(data, datasets.IterableDataset)
+    columns = list(data.features)
     transform = SpeechTransform(
         processor,
         timestamps=timestamps,
@@ -267,10 +270,11 @@ def speech_dataset(
         size=size if streamed else len(data),
     )
     if not streamed:
-        return data.with_transform(transform)
-    shuffled = data.shuffle(seed=seed, buffer_size=SHUFFLE_BUFFER)
+        return data.add_column(POSITION, list(range(len(data)))).with_transform(transform)
+    numbered = data.map(lambda _, i: {POSITION: i}, with_indices=True)
+    shuffled = numbered.shuffle(seed=seed, buffer_size=SHUFFLE_BUFFER)
     # One record at a time: a batched map would compute 1000 log-mels (1 GB) before the first.
-    return shuffled.map(transform.example, remove_columns=list(data.features))
+    return shuffled.map(transform.example, remove_columns=[*columns, POSITION])
 
 
 @dataclass
