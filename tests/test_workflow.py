@@ -367,13 +367,13 @@ def test_streaming_trains_the_demo_run_to_the_same_step_count(demo, tmp_path):
     """data.streaming: true, through the finetune rule on the demo's data, base and settings (the
     short run): the same number of optimizer steps as the Arrow-backed run, and its loss falls."""
     streamed = copy_workflow(tmp_path / "streamed")
-    for inputs in ("results/manifests", "results/models/base/hf"):
+    for inputs in ("results/manifests", "results/data/aishell/wav", "results/models/base/hf"):
         (streamed / inputs).parent.mkdir(parents=True, exist_ok=True)
         shutil.copytree(demo / inputs, streamed / inputs, copy_function=os.link)
     (streamed / "fast.yaml").write_text(yaml.safe_dump(FAST))
     stream = overlay(streamed, "stream.yaml", {"data": {"streaming": True}})
     adapter = "results/models/lora-r8/adapter"
-    snakemake(streamed, *demo_args(stream), adapter, "--allowed-rules", "finetune")
+    snakemake(streamed, adapter, "--allowed-rules", "finetune", *demo_args(stream))
     summary = json.loads((streamed / adapter / "training_summary.json").read_text())
     assert summary["streaming"] is True
     steps = json.loads((demo / adapter / "trainer_state.json").read_text())["global_step"]
