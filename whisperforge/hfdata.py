@@ -11,9 +11,6 @@ No torch here: the data stage's environment (envs/data.yaml) runs `save_hf_datas
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +19,7 @@ import datasets
 
 from whisperforge.audio import SAMPLE_RATE
 from whisperforge.errors import WhisperforgeError, one_line
+from whisperforge.files import atomic_dir
 from whisperforge.manifest import numbered_records
 
 # Whisper-Finetune's manifest fields, typed. pyarrow infers a JSON column's type per 10 MB chunk:
@@ -119,18 +117,10 @@ def save_hf_dataset(manifests: dict[str, str | Path], out_dir: str | Path) -> di
     its Arrow files; atomic (a temp dir beside it, renamed). Returns the rows per split."""
     out_dir = Path(out_dir)
     corpus = datasets.DatasetDict({split: hf_split(path) for split, path in manifests.items()})
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with atomic_dir(out_dir) as tmp:
         try:
             corpus.save_to_disk(str(tmp))
         except (OSError, datasets.exceptions.DatasetGenerationError) as e:
             # A missing or unreadable audio file, found when its bytes are embedded.
             raise WhisperforgeError(f"{out_dir}: cannot embed the audio ({one_line(e)})") from e
-        tmp.chmod(0o755)  # mkdtemp makes it owner-only; results are for the team to read
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return {split: len(data) for split, data in corpus.items()}

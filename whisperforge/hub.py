@@ -19,14 +19,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from whisperforge.errors import WhisperforgeError, one_line
-from whisperforge.files import json_number, read_json_object, sha256_file
+from whisperforge.files import atomic_dir, json_number, read_json_object, sha256_file
 
 TRANSFORMERS = "transformers"
 CT2_PREFIX = "ct2-"
@@ -448,21 +447,9 @@ def build_hub_folder(out_dir: str | Path, model_dir: str | Path, card: Any) -> d
     out_dir, model_dir = Path(out_dir), Path(model_dir)
     if not model_dir.is_dir():
         raise WhisperforgeError(f"{model_dir}: model directory not found")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
-    old = None
-    try:
+    with atomic_dir(out_dir) as tmp:
         counts = link_tree(model_dir, tmp)
         card.save(tmp / CARD)
-        tmp.chmod(0o755)  # mkdtemp makes it owner-only
-        if out_dir.exists():
-            old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
-            os.replace(out_dir, old)
-        os.replace(tmp, out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
     return counts
 
 

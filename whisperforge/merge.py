@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import logging
-import shutil
-import tempfile
 from pathlib import Path
 
 from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
 from whisperforge.errors import WhisperforgeError
+from whisperforge.files import atomic_dir
 
 log = logging.getLogger(__name__)
 
@@ -24,17 +23,10 @@ def merge_adapter(base_dir: str | Path, adapter_dir: str | Path, out_dir: str | 
     base = WhisperForConditionalGeneration.from_pretrained(base_dir)
     merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
     processor = WhisperProcessor.from_pretrained(base_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with atomic_dir(out_dir) as tmp:
         merged.save_pretrained(tmp, safe_serialization=True)
         processor.save_pretrained(tmp)
         processor.tokenizer.save_pretrained(tmp)
         processor.feature_extractor.save_pretrained(tmp)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp.rename(out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     log.info("merged %s into %s -> %s", adapter_dir, base_dir, out_dir)
     return out_dir
