@@ -44,10 +44,9 @@ from whisperforge.errors import WhisperforgeError, one_line
 from whisperforge.files import write_json
 from whisperforge.manifest import read_manifest
 from whisperforge.transcribe import (
-    CHUNK_S,
-    MIN_BATCH_S,
     BatchMismatch,
     DecodeOptions,
+    batchable,
     check_ct2_dir,
     decode_batch,
     decode_one,
@@ -68,11 +67,6 @@ CHILD_CODE = "import sys; from whisperforge.speed import run_child; run_child(*s
 
 # A decoder maps a group of clips to (texts, generated text tokens per clip).
 Decoder = Callable[[list[Any]], tuple[list[str], list[int]]]
-
-
-def _short_form(samples: int) -> bool:
-    """What `decode_batch` takes: 0.01 s to under 30 s (the evaluation batches only these)."""
-    return MIN_BATCH_S * SAMPLE_RATE <= samples < CHUNK_S * SAMPLE_RATE
 
 
 def _special_ids(vocab_size: int, eot: int) -> list[int]:
@@ -309,10 +303,10 @@ def _pick_clips(manifest: Path, n_utterances: int) -> tuple[list[int], float]:
     for i, record in enumerate(read_manifest(manifest)):
         if len(indices) == n_utterances:
             break
-        n = len(load_audio(record["audio"]["path"], manifest))
-        if _short_form(n):
+        audio = load_audio(record["audio"]["path"], manifest)
+        if batchable(audio):
             indices.append(i)
-            samples += n
+            samples += len(audio)
         else:
             skipped += 1
     if not indices:

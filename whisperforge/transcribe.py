@@ -169,7 +169,8 @@ def _clip_bound(sample: int) -> float:
     return (sample + 0.5) / SAMPLE_RATE
 
 
-def _batchable(audio: np.ndarray) -> bool:
+def batchable(audio: np.ndarray) -> bool:
+    """Whether `decode_batch` takes the clip: 0.01 s to under 30 s (longer ones decode alone)."""
     return MIN_BATCH_S * SAMPLE_RATE <= len(audio) < CHUNK_S * SAMPLE_RATE
 
 
@@ -297,7 +298,7 @@ def transcribe_manifest(
 
         for record in records:
             audio = load_audio(record["audio"]["path"], manifest)
-            if pipeline is not None and not vad_filter and _batchable(audio):
+            if pipeline is not None and not vad_filter and batchable(audio):
                 pending.append((record, audio))
                 if len(pending) == batch_size:
                     flush()
