@@ -53,6 +53,8 @@ STATS = {
     "hours": {"train": 0.05, "dev": 0.01, "test": 0.01},
     "speakers": {"train": 4, "dev": 2, "test": 2},
 }
+# The counts every cer.json has (score.CER_KEYS besides cer), not what these tests look at.
+EDITS = {"substitutions": 1, "deletions": 0, "insertions": 0, "n_utts": 10}
 PROVENANCE = {
     "model": {"base": "tiny", "training": {"device": "cpu", "global_step": 120}},
     "data": {"archive_md5": "5b906130667ff8e085ed82802b2fcaf6"},
@@ -66,7 +68,7 @@ def write_scores(root: Path, scores: dict[str, dict]) -> dict[str, Path]:
         files[name] = root / name / "cer.json"
         write_json(
             files[name],
-            {**values, "n_utts": 10, "ref_chars": 120, "normalization": "NFKC, no punctuation"},
+            {**values, **EDITS, "ref_chars": 120, "normalization": "NFKC, no punctuation"},
         )
     return files
 
@@ -163,7 +165,7 @@ def test_rebuild_replaces_only_the_folder_and_a_failed_build_keeps_the_old_one(
     stale = out / "stale.bin"
     stale.write_bytes(b"x")
 
-    write_json(inputs["cer_files"]["test"], {"cer": 0.05, "n_utts": 10})
+    write_json(inputs["cer_files"]["test"], {"cer": 0.05, **EDITS})
     build(out, tiny, "transformers", inputs)
     card = ModelCard.load(out / "README.md")
     assert 5.0 in [r.metric_value for r in card.data.eval_results]

@@ -103,7 +103,10 @@ class Score:
 
 
 def load_score(path: str | Path) -> Score:
-    obj = read_json_object(path, "CER file", ["cer"])
+    # Imported here: the Snakefile imports this module, and scoring brings jiwer and zhconv.
+    from whisperforge.score import load_cer
+
+    obj = load_cer(path)
     cer = json_number(obj["cer"])
     if cer is None:
         raise WhisperforgeError(f"{path}: cer is not a number")
