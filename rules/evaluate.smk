@@ -175,7 +175,6 @@ rule summarize:
     params:
         models=MODELS,
         runs={run: run_settings(config, run) for run in RUNS},
-        splits=EVAL_SPLITS,
         sets=EVAL_SETS,
         variants=QUANTIZATIONS,
         max_cer_delta=config["eval"]["max_cer_delta"],

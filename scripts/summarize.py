@@ -19,7 +19,6 @@ def main(smk):
     speed = {Path(path).parent.name: path for path in smk.input.speed}
     states = {Path(path).parent.name: path for path in smk.input.states}
     out = {key: getattr(smk.output, name) for key, name in OUT.items()}
-    sets = p.sets if hasattr(p, "sets") else p.splits  # `splits`: the rule before eval.sets
     summarize(
         cer,
         speed,
@@ -30,7 +29,7 @@ def main(smk):
         max_cer_delta=p.max_cer_delta,
         fail_on_cer_delta=p.fail_on_cer_delta,
         models=p.models,
-        sets=sets,
+        sets=p.sets,
     )
 
 
