@@ -45,11 +45,10 @@ def test_transcribe_writes_one_line_per_utterance_in_order(
     records = read_manifest(manifest)
     assert [h["id"] for h in hyps] == ["UTT_B", "UTT_A", "UTT_C"]
     for hyp, record in zip(hyps, records, strict=True):
-        assert set(hyp) == {"id", "ref", "hyp", "audio_s", "decode_s"}
+        assert set(hyp) == {"id", "ref", "hyp", "audio_s"}  # no timing: reproducible bytes
         assert hyp["ref"] == record["sentence"]
         assert isinstance(hyp["hyp"], str)
         assert hyp["audio_s"] == pytest.approx(record["duration"], abs=0.01)
-        assert hyp["decode_s"] >= 0
     assert facts["n"] == 3
     assert facts["audio_s"] == pytest.approx(4.0, abs=0.01)
     assert facts["decode_s"] > 0 and facts["rtf"] > 0

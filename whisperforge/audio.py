@@ -2,8 +2,9 @@
 
 The workflow reads audio three ways:
 
-* `read_training_audio` (here): a manifest's clip for training, which must already be 16 kHz
-  (channels are averaged); anything else is an error naming the file.
+* `read_training_audio` (here): a manifest's clip for training: channels are averaged, another
+  sample rate is resampled to 16 kHz (scipy's polyphase filter), and Whisper-Finetune's
+  `audio.start_time`/`end_time` read only that stretch of a longer file (`clip_bounds`).
 * `whisperforge.transcribe.load_audio`: a manifest's clip for decoding (evaluation, export probe,
   speed): 16 kHz mono is read directly, other rates or channel counts go through faster-whisper.
 * `whisperforge.transcribe.decode_recording`: a user's own recording for subtitles, any container
@@ -29,14 +30,45 @@ if TYPE_CHECKING:
 SAMPLE_RATE = 16000  # Whisper's input rate, everywhere in the workflow
 
 
-def read_training_audio(path: str | Path) -> np.ndarray:
-    """Mono float32 at 16 kHz; anything else is a clear error naming the file."""
+def clip_bounds(audio: dict) -> tuple[float | None, float | None]:
+    """A manifest record's `audio` stretch in seconds: Whisper-Finetune's `start_time` and
+    `end_time` (either may be absent: the file's start or end)."""
+    start, end = audio.get("start_time"), audio.get("end_time")
+    return (None if start is None else float(start), None if end is None else float(end))
+
+
+def resample(audio: np.ndarray, rate: int) -> np.ndarray:
+    """Samples at `rate` Hz -> SAMPLE_RATE (polyphase filter, the rational ratio reduced)."""
+    from math import gcd
+
+    import numpy as np
+    from scipy.signal import resample_poly
+
+    if rate == SAMPLE_RATE:
+        return audio
+    g = gcd(rate, SAMPLE_RATE)
+    return resample_poly(audio, SAMPLE_RATE // g, rate // g).astype(np.float32)
+
+
+def read_training_audio(
+    path: str | Path, start_s: float | None = None, end_s: float | None = None
+) -> np.ndarray:
+    """Mono float32 at 16 kHz of the file, or of its stretch [start_s, end_s); an unreadable
+    file or a stretch outside it is a clear error naming the file."""
     import soundfile
 
     try:
-        audio, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+        with soundfile.SoundFile(str(path)) as f:
+            rate, frames = f.samplerate, f.frames
+            first = 0 if start_s is None else round(start_s * rate)
+            last = frames if end_s is None else min(frames, round(end_s * rate))
+            if first < 0 or first >= last:
+                raise WhisperforgeError(
+                    f"{path}: start_time {start_s} / end_time {end_s} s lie outside its "
+                    f"{frames / rate:.2f} s of audio"
+                )
+            f.seek(first)
+            audio = f.read(last - first, dtype="float32", always_2d=True)
     except (OSError, RuntimeError, soundfile.LibsndfileError) as e:
         raise WhisperforgeError(f"{path}: cannot read audio ({e})") from None
-    if rate != SAMPLE_RATE:
-        raise WhisperforgeError(f"{path}: sample rate {rate} Hz, expected {SAMPLE_RATE}")
-    return audio.mean(axis=1)
+    return resample(audio.mean(axis=1), rate)

@@ -83,10 +83,20 @@ def validate_config(config: dict[str, Any], schema_path: str | Path) -> dict[str
     check(config, schema)
     fill_defaults(config, schema)
     train_schema = {**schema["$defs"]["train"], "$defs": schema["$defs"]}
+    corpus_schema = {**schema["$defs"]["corpus"], "$defs": schema["$defs"]}
+    for name, corpus in config["data"]["corpora"].items():
+        fill_defaults(corpus, corpus_schema)
+        check_corpus(name, corpus)
     for run, overlay in config["runs"].items():
-        check(overlay or {}, {**train_schema, "required": []}, prefix=f"runs.{run}")
-        merged = deep_merge(config["train"], overlay or {})
+        overlay = dict(overlay or {})
+        mix = overlay.pop("mix", None)
+        check(overlay, {**train_schema, "required": []}, prefix=f"runs.{run}")
+        merged = deep_merge(config["train"], overlay)
         check(merged, train_schema, prefix=f"runs.{run}")
+        if mix is not None:
+            mix_schema = {**schema["$defs"]["mix"], "$defs": schema["$defs"]}
+            check(mix, mix_schema, prefix=f"runs.{run}.mix")
+            check_mix(run, mix, config["data"]["corpora"])
     check_base_model(config["model"])
     settle_quantizations(config["export"])
     check_eval_sets(config["eval"]["sets"])
@@ -130,11 +140,56 @@ def check_base_model(model: dict[str, Any]) -> None:
             )
 
 
+MAIN_CORPUS = "aishell"  # the name a mix gives the main corpus (AISHELL or data.manifests)
+
+
+def check_corpus(name: str, corpus: dict[str, Any]) -> None:
+    """A corpus's folder or manifests must exist (its files are checked by its own steps)."""
+    key = f"config data.corpora.{name}"
+    if "recordings" in corpus and not Path(corpus["recordings"]).expanduser().is_dir():
+        raise WhisperforgeError(f"{key}.recordings: {corpus['recordings']}: folder not found")
+    for split, manifest in (corpus.get("manifests") or {}).items():
+        if not Path(manifest).expanduser().is_file():
+            raise WhisperforgeError(f"{key}.manifests.{split}: {manifest}: manifest not found")
+
+
+def check_mix(run: str, mix: dict[str, Any], corpora: dict[str, Any]) -> None:
+    for name in mix:
+        if name != MAIN_CORPUS and name not in corpora:
+            known = ", ".join([MAIN_CORPUS, *corpora])
+            raise WhisperforgeError(
+                f"config runs.{run}.mix.{name}: no such corpus (data.corpora has: {known})"
+            )
+
+
+def run_mix(config: dict[str, Any], run: str) -> dict[str, dict[str, float]]:
+    """The run's corpora as {name: {"weight", "fraction"}}; the main corpus alone by default."""
+    mix = (config["runs"][run] or {}).get("mix") or {MAIN_CORPUS: 1.0}
+    return {
+        name: (
+            {"weight": float(entry), "fraction": 1.0}
+            if isinstance(entry, (int, float))
+            else {
+                "weight": float(entry.get("weight", 1.0)),
+                "fraction": float(entry.get("fraction", 1.0)),
+            }
+        )
+        for name, entry in sorted(mix.items())
+    }
+
+
+def is_default_mix(mix: dict[str, dict[str, float]]) -> bool:
+    """The main corpus alone, once: the run reads results/manifests/ as before corpora existed."""
+    return mix == {MAIN_CORPUS: {"weight": 1.0, "fraction": 1.0}}
+
+
 def run_settings(config: dict[str, Any], run: str) -> dict[str, Any]:
-    """The full training settings of one run: `train` defaults overlaid by `runs.<run>`."""
+    """The full training settings of one run: `train` defaults overlaid by `runs.<run>`, less
+    `mix` (the run's data, which reaches training as its manifests)."""
     if run not in config["runs"]:
         raise WhisperforgeError(f"config runs.{run}: no such run")
-    return deep_merge(config["train"], config["runs"][run] or {})
+    overlay = {k: v for k, v in (config["runs"][run] or {}).items() if k != "mix"}
+    return deep_merge(config["train"], overlay)
 
 
 def section_defaults(schema_path: str | Path, section: str) -> dict[str, Any]:

@@ -19,8 +19,7 @@ import datasets
 import numpy as np
 import torch
 
-from whisperforge.audio import SAMPLE_RATE
-from whisperforge.audio import read_training_audio as load_audio
+from whisperforge.audio import SAMPLE_RATE, clip_bounds, read_training_audio
 from whisperforge.errors import WhisperforgeError
 
 MAX_LABEL_TOKENS = 448  # Whisper's decoder positions
@@ -94,7 +93,7 @@ def add_noise(audio: np.ndarray, noise_dir: str, snr_db: float, rng: random.Rand
         raise WhisperforgeError(
             f"{noise_dir}: no .wav noise files (config train.augment.noise_dir)"
         )
-    noise = load_audio(rng.choice(files))
+    noise = read_training_audio(rng.choice(files))
     noise = np.resize(noise, len(audio))
     signal_power = float(np.mean(audio**2)) + 1e-10
     noise_power = float(np.mean(noise**2)) + 1e-10
@@ -179,7 +178,8 @@ class SpeechTransform:
         self.draws = 0
         changes_audio = self.augment is not None and self.augment.changes_audio
         cacheable = not changes_audio and size is not None and size <= FEATURE_CACHE_MAX_ITEMS
-        self.feature_cache: dict[str, tuple[np.ndarray, int]] | None = {} if cacheable else None
+        # Keyed by (path, start, end): segments of one long recording share its path.
+        self.feature_cache: dict[tuple, tuple[np.ndarray, int]] | None = {} if cacheable else None
 
     def __getstate__(self) -> dict[str, Any]:
         # `datasets` hashes a transform when it is set (the dataset's fingerprint): its Hasher
@@ -201,12 +201,14 @@ class SpeechTransform:
             )
         return ids
 
-    def log_mel(self, path: str, rng: random.Random | None) -> tuple[np.ndarray, int]:
+    def log_mel(self, audio_ref: dict, rng: random.Random | None) -> tuple[np.ndarray, int]:
         """The clip's log-mel (its audio augmented with `rng` if audio augmentations are on)
-        and how many of its frames hold the audio; the rest is padding."""
-        if self.feature_cache is not None and path in self.feature_cache:
-            return self.feature_cache[path]
-        audio = load_audio(path)
+        and how many of its frames hold the audio; the rest is padding. `audio_ref` is the
+        record's `audio`: a path, with `start_time`/`end_time` for a stretch of a longer file."""
+        key = (audio_ref["path"], *clip_bounds(audio_ref))
+        if self.feature_cache is not None and key in self.feature_cache:
+            return self.feature_cache[key]
+        audio = read_training_audio(*key)
         if rng is not None and self.augment.changes_audio:  # rng: augmentation is on
             audio = self.augment.apply(audio, rng)
         features = self.processor.feature_extractor(
@@ -216,18 +218,17 @@ class SpeechTransform:
         if self.feature_padding == "faster-whisper":
             features[:, frames:] = 0.0
         if self.feature_cache is not None:
-            self.feature_cache[path] = (features, frames)
+            self.feature_cache[key] = (features, frames)
         return features, frames
 
     def example(self, record: dict[str, Any]) -> dict[str, Any]:
-        path = record["audio"]["path"]
         rng = None
         if self.augment is not None:
             # A fresh draw per visit, reproducible from the seed, the record's place in the
             # manifest and the order of visits (ints only: str hashes differ between processes).
             self.draws += 1
             rng = random.Random(hash((self.seed, record[POSITION], self.draws)))
-        features, clip_frames = self.log_mel(path, rng)
+        features, clip_frames = self.log_mel(record["audio"], rng)
         shift = 0
         if rng is not None:
             room = max(0, features.shape[-1] - clip_frames)  # never push audio out of the window

@@ -2,7 +2,7 @@
 
 Input is a hypotheses file, one JSON object per line::
 
-    {"id": "BAC009S0764W0121", "ref": "...", "hyp": "...", "audio_s": 2.31, "decode_s": 0.12}
+    {"id": "BAC009S0764W0121", "ref": "...", "hyp": "...", "audio_s": 2.31}
 
 `id`, `ref` and `hyp` are required strings; `audio_s` is an optional number (seconds of audio).
 

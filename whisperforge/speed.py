@@ -206,7 +206,7 @@ def _measure(spec: dict[str, Any]) -> dict[str, Any]:
     """Warm up, then time one engine over the spec's clips; runs in the child process."""
     label = _label(spec)
     records = read_manifest(spec["manifest"])
-    audios = [load_audio(records[i]["audio"]["path"], spec["manifest"]) for i in spec["indices"]]
+    audios = [load_audio(records[i]["audio"], spec["manifest"]) for i in spec["indices"]]
     cuda = spec["device"] == "cuda"
     if spec["engine"] == HF:
         decode, compute_type, hf_peak = _hf_decoder(spec)
@@ -303,7 +303,7 @@ def _pick_clips(manifest: Path, n_utterances: int) -> tuple[list[int], float]:
     for i, record in enumerate(read_manifest(manifest)):
         if len(indices) == n_utterances:
             break
-        audio = load_audio(record["audio"]["path"], manifest)
+        audio = load_audio(record["audio"], manifest)
         if batchable(audio):
             indices.append(i)
             samples += len(audio)

@@ -28,7 +28,7 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
-from whisperforge.audio import SAMPLE_RATE
+from whisperforge.audio import SAMPLE_RATE, clip_bounds
 from whisperforge.errors import WhisperforgeError, one_line
 from whisperforge.files import atomic_path
 from whisperforge.manifest import read_manifest, utterance_id
@@ -106,22 +106,32 @@ def load_model(
     return model, device, ctype
 
 
-def load_audio(path: str | Path, manifest: str | Path | None = None) -> np.ndarray:
-    """16 kHz mono float32 samples; other rates or channel counts go through faster-whisper."""
-    path = Path(path)
+def load_audio(audio: str | Path | dict, manifest: str | Path | None = None) -> np.ndarray:
+    """16 kHz mono float32 samples of a file, or of a manifest record's `audio` (its stretch
+    `start_time`..`end_time` when given); other rates or channel counts go through
+    faster-whisper."""
+    start_s, end_s = clip_bounds(audio) if isinstance(audio, dict) else (None, None)
+    path = Path(audio["path"] if isinstance(audio, dict) else audio)
     where = f"{manifest}: " if manifest else ""
     if not path.is_file():
         raise WhisperforgeError(f"{where}audio file {path} not found")
     try:
         info = sf.info(str(path))
         if info.samplerate == SAMPLE_RATE and info.channels == 1:
-            audio, _ = sf.read(str(path), dtype="float32")
-            return audio
-        from faster_whisper import decode_audio
+            first = round((start_s or 0.0) * SAMPLE_RATE)
+            last = info.frames if end_s is None else round(end_s * SAMPLE_RATE)
+            samples, _ = sf.read(str(path), start=first, stop=last, dtype="float32")
+        else:
+            from faster_whisper import decode_audio
 
-        return decode_audio(str(path), sampling_rate=SAMPLE_RATE)
+            samples = decode_audio(str(path), sampling_rate=SAMPLE_RATE)
+            first = round((start_s or 0.0) * SAMPLE_RATE)
+            samples = samples[first : None if end_s is None else round(end_s * SAMPLE_RATE)]
     except (RuntimeError, ValueError, OSError) as e:  # sf.LibsndfileError is RuntimeError
         raise WhisperforgeError(f"{where}cannot read audio {path} ({one_line(e)})") from e
+    if samples.size == 0:
+        raise WhisperforgeError(f"{where}{path}: no audio between {start_s} and {end_s} s")
+    return samples
 
 
 def decode_recording(audio_path: str | Path) -> np.ndarray:
@@ -235,10 +245,11 @@ def transcribe_manifest(
     progress: bool = True,
     device: str = "auto",
 ) -> dict[str, Any]:
-    """Write `{"id", "ref", "hyp", "audio_s", "decode_s"}` per manifest line, in manifest order.
+    """Write `{"id", "ref", "hyp", "audio_s"}` per manifest line, in manifest order.
 
-    In batched mode each utterance's `decode_s` is an equal share of its batch's wall time.
-    Returns {n, audio_s, decode_s, rtf, device, compute_type}; decode_s excludes audio loading.
+    No timings in the hypotheses, so that two builds of the same inputs give the same bytes: the
+    decoding time goes to the log and the returned facts {n, audio_s, decode_s, rtf, device,
+    compute_type}; decode_s excludes audio loading.
     """
     from faster_whisper import BatchedInferencePipeline
 
@@ -273,7 +284,6 @@ def transcribe_manifest(
                     "ref": record["sentence"],
                     "hyp": text,
                     "audio_s": round(audio_s, 3),
-                    "decode_s": round(seconds / len(group), 4),
                 }
                 out.write(json.dumps(line, ensure_ascii=False) + "\n")
                 totals["audio_s"] += audio_s
@@ -297,7 +307,7 @@ def transcribe_manifest(
                 pending.clear()
 
         for record in records:
-            audio = load_audio(record["audio"]["path"], manifest)
+            audio = load_audio(record["audio"], manifest)
             if pipeline is not None and not vad_filter and batchable(audio):
                 pending.append((record, audio))
                 if len(pending) == batch_size:
