@@ -17,6 +17,7 @@ PACKAGE_OF = {
     "faster_whisper": "faster-whisper",
     "huggingface_hub": "huggingface_hub",
     "matplotlib": "matplotlib-base",
+    "webvtt": "webvtt-py",
 }
 STDLIB_OR_OURS = {"whisperforge", "_step"}
 
