@@ -8,6 +8,8 @@
 # best jobs take every run's test cer.json and export as input, so a new best rebuilds them all.
 # A recording that is empty, not audio or silent fails its own job with one line naming it (and
 # Snakemake removes that job's outputs); run with --keep-going so that the others still finish.
+# Each job also writes <file>.review.tsv: the .srt's cues least sure first (the model's
+# avg_logprob, no_speech_prob, compression_ratio), for a person correcting the subtitles.
 
 from whisperforge.subtitles import BEST, RECORDING_NAME, is_recording
 
@@ -54,6 +56,7 @@ rule subtitles:
         srt="results/subtitles/{subtitle_model}/{name}.srt",
         vtt="results/subtitles/{subtitle_model}/{name}.vtt",
         txt="results/subtitles/{subtitle_model}/{name}.txt",
+        review="results/subtitles/{subtitle_model}/{name}.review.tsv",
     log:
         "logs/subtitles/{subtitle_model}/{name}.log",
     benchmark:

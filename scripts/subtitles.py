@@ -1,4 +1,4 @@
-"""Subtitles (.srt, .vtt, .txt) for one recording with the chosen (or best) CTranslate2 export."""
+"""Subtitles (.srt, .vtt, .txt, .review.tsv) of one recording by the chosen (or best) export."""
 
 import logging
 
@@ -25,6 +25,7 @@ def main(smk):
         SubtitleOptions.from_config(smk.params.options),
         compute_type=smk.params.compute_type,
         threads=smk.threads,
+        out_review=smk.output.review,
     )
 
 

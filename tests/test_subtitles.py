@@ -35,6 +35,7 @@ from whisperforge.subtitles import (
     Word,
     resolve_model,
     split_long_cues,
+    to_review_tsv,
     to_srt,
     to_vtt,
     transcribe_to_cues,
@@ -194,10 +195,23 @@ def test_lecture_has_one_cue_per_utterance_at_the_known_times(lecture, lecture_c
     assert_cues_at(lecture_cues, lecture[1])
 
 
+def read_review(path: Path) -> list[dict[str, str]]:
+    header, *rows = path.read_text(encoding="utf-8").splitlines()
+    return [dict(zip(header.split("\t"), row.split("\t"), strict=True)) for row in rows]
+
+
 def test_srt_and_vtt_parse_with_the_same_cues(tiny_ct2, lecture, tmp_path):
-    out = {ext: tmp_path / f"lecture.wav.{ext}" for ext in ("srt", "vtt", "txt")}
+    out = {ext: tmp_path / f"lecture.wav.{ext}" for ext in ("srt", "vtt", "txt", "review.tsv")}
     paths = (out["srt"], out["vtt"], out["txt"])
-    facts = write_subtitles(tiny_ct2, lecture[0], *paths, FAST, compute_type="auto", threads=1)
+    facts = write_subtitles(
+        tiny_ct2,
+        lecture[0],
+        *paths,
+        FAST,
+        compute_type="auto",
+        threads=1,
+        out_review=out["review.tsv"],
+    )
     assert facts["cues"] == facts["speech_segments"] == len(lecture[1])
     parsed = list(srt.parse(out["srt"].read_text(encoding="utf-8")))
     assert [c.index for c in parsed] == [1, 2, 3, 4, 5]
@@ -212,7 +226,46 @@ def test_srt_and_vtt_parse_with_the_same_cues(tiny_ct2, lecture, tmp_path):
     ]
     assert [html.unescape(c.text) for c in vtt] == [c.content for c in parsed]
     assert out["txt"].read_text(encoding="utf-8").splitlines() == [c.content for c in parsed]
+    # review.tsv: every .srt cue once, as written there, least sure (lowest avg_logprob) first
+    review = read_review(out["review.tsv"])
+    assert [int(r["rank"]) for r in review] == [1, 2, 3, 4, 5]
+    assert sorted(int(r["cue"]) for r in review) == [1, 2, 3, 4, 5]
+    by_number = {c.index: c for c in parsed}
+    for row in review:
+        cue = by_number[int(row["cue"])]
+        assert row["text"] == cue.content
+        stamps = (row["start"], row["end"])
+        assert stamps == tuple(map(srt.timedelta_to_srt_timestamp, (cue.start, cue.end)))
+    logprobs = [float(r["avg_logprob"]) for r in review]
+    assert logprobs == sorted(logprobs) and len(set(logprobs)) > 1, logprobs
+    assert all(0 <= float(r["no_speech_prob"]) <= 1 for r in review)
+    assert all(float(r["compression_ratio"]) > 0 for r in review)
     assert not list(tmp_path.glob(".*")), "no temporary files left behind"
+
+
+def test_review_puts_the_least_sure_cue_first_and_unscored_cues_last():
+    cues = [
+        Cue(0.0, 1.0, "甲", avg_logprob=-0.2, no_speech_prob=0.1, compression_ratio=1.0),
+        Cue(1.0, 2.0, "乙"),  # a cue without scores (not from a decode)
+        Cue(2.0, 3.0, "丙", avg_logprob=-1.5, no_speech_prob=0.0, compression_ratio=1.1),
+        Cue(3.0, 4.5, "丁", avg_logprob=-0.2, no_speech_prob=0.2, compression_ratio=3.0),
+    ]
+    review = [r.split("\t") for r in to_review_tsv(cues).splitlines()]
+    assert review[0] == [
+        *("rank", "cue", "start", "end"),
+        *("avg_logprob", "no_speech_prob", "compression_ratio", "text"),
+    ]
+    assert [(r[0], r[1], r[-1]) for r in review[1:]] == [
+        ("1", "3", "丙"),  # lowest log-probability
+        ("2", "4", "丁"),  # tied with 甲, but repeats itself more
+        ("3", "1", "甲"),
+        ("4", "2", "乙"),
+    ]
+    assert review[2][2:7] == ["00:00:03,000", "00:00:04,500", "-0.2000", "0.2000", "3.0000"]
+    assert review[4][4:7] == ["", "", ""]
+    # split cues keep the confidence of the cue they came from
+    long = replace(cues[2], text="今天我们讨论一下，中国经济的增长速度和房地产市场的未来走势")
+    assert {c.avg_logprob for c in split_long_cues([long], max_line_chars=20)} == {-1.5}
 
 
 def test_long_cues_split_into_short_lines_within_their_span(lecture_cues):
@@ -386,6 +439,8 @@ def test_keep_going_builds_the_good_recordings(workflow):
         for path in targets(name):
             assert (workflow / path).stat().st_size > 0, path
         assert "model lora-r8" in (workflow / f"logs/subtitles/best/{name}.log").read_text()
+        review = read_review(workflow / f"results/subtitles/best/{name}.review.tsv")
+        assert review and review[0]["rank"] == "1", review
     stderr = (workflow / "run.stderr").read_text()
     assert "whisperforge error in rule subtitles: inputs/bad.wav: cannot decode audio" in stderr
     assert not any((workflow / path).exists() for path in targets("bad.wav"))

@@ -41,13 +41,25 @@ class SubtitleOptions:
     script: str | None  # a key of SCRIPTS, or None: as the model writes
     vad_min_silence_ms: int
     vad_speech_pad_ms: int
+    # Subtitle conventions (longform.subtitle_conventions measures the written cues against them;
+    # the writer's own limits are max_line_chars and max_segment_s above).
+    max_lines: int
+    max_chars_per_s: float
+    min_cue_s: float
+    max_cue_s: float
 
     @classmethod
     def from_config(cls, section: Mapping[str, Any]) -> SubtitleOptions:
         """The options in an already validated `subtitles` section (`inputs` and `model` are the
         rule's, not the library's)."""
         options = cls(**{f.name: section[f.name] for f in fields(cls)})
-        return replace(options, max_segment_s=float(options.max_segment_s))
+        return replace(
+            options,
+            max_segment_s=float(options.max_segment_s),
+            max_chars_per_s=float(options.max_chars_per_s),
+            min_cue_s=float(options.min_cue_s),
+            max_cue_s=float(options.max_cue_s),
+        )
 
 
 def decode_keys() -> list[str]:

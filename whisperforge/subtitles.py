@@ -73,12 +73,22 @@ class Word:
 
 @dataclass(frozen=True)
 class Cue:
-    """One subtitle: times in seconds from the start of the recording, one line of text."""
+    """One subtitle: times in seconds from the start of the recording, one line of text.
+
+    The model's confidence in the text, from faster-whisper's segments (None for cues that did not
+    come from a decode, e.g. a person's subtitles): `avg_logprob` (mean log-probability of its
+    tokens), `no_speech_prob` (the model's probability that the clip holds no speech) and
+    `compression_ratio` (zlib ratio of the text: above ~2.4 it repeats itself). A cue split by
+    `split_long_cues` keeps the values of the cue it came from.
+    """
 
     start: float
     end: float
     text: str
     words: tuple[Word, ...] = ()
+    avg_logprob: float | None = None
+    no_speech_prob: float | None = None
+    compression_ratio: float | None = None
 
 
 def is_recording(name: str) -> bool:
@@ -180,22 +190,37 @@ def _decode_clips(
     return [s for s in segments if s.seek in first_frames]
 
 
+def _confidence(segments: list) -> dict[str, float | None]:
+    """A clip's confidence from its segments (usually one): the token-weighted mean
+    log-probability, and the least reassuring no-speech probability and compression ratio."""
+    if not segments:
+        return {}
+    weights = [max(1, len(s.tokens or ())) for s in segments]
+    logprob = sum(w * s.avg_logprob for w, s in zip(weights, segments, strict=True)) / sum(weights)
+    return {
+        "avg_logprob": float(logprob),
+        "no_speech_prob": float(max(s.no_speech_prob for s in segments)),
+        "compression_ratio": float(max(s.compression_ratio for s in segments)),
+    }
+
+
 def _cues_from_segments(segments: list, clips: list[tuple[float, float]], convert) -> list[Cue]:
-    """One cue per clip that got text; spans the clip, text and words of its segments joined."""
+    """One cue per clip that got text; spans the clip, text and words of its segments joined,
+    with the segments' confidence (`_confidence`)."""
     clip_at = {_frame(start): i for i, (start, _) in enumerate(clips)}
-    texts: dict[int, list[str]] = {}
-    words: dict[int, list[Word]] = {}
+    by_clip: dict[int, list] = {}
     for segment in segments:
-        i = clip_at[segment.seek]  # _decode_clips kept only windows starting at a clip
-        texts.setdefault(i, []).append(segment.text.strip())
-        words.setdefault(i, []).extend(
-            Word(w.start, w.end, convert(w.word)) for w in segment.words or ()
-        )
+        # _decode_clips kept only windows starting at a clip
+        by_clip.setdefault(clip_at[segment.seek], []).append(segment)
     cues = []
-    for i in sorted(texts):
-        text = convert(" ".join(t for t in texts[i] if t).strip())
+    for i in sorted(by_clip):
+        texts = [s.text.strip() for s in by_clip[i]]
+        text = convert(" ".join(t for t in texts if t).strip())
+        words = tuple(
+            Word(w.start, w.end, convert(w.word)) for s in by_clip[i] for w in s.words or ()
+        )
         if text:
-            cues.append(Cue(clips[i][0], clips[i][1], text, tuple(words.get(i, ()))))
+            cues.append(Cue(clips[i][0], clips[i][1], text, words, **_confidence(by_clip[i])))
     return cues
 
 
@@ -205,6 +230,13 @@ def transcribe_to_cues(model, audio_path: str | Path, opts: SubtitleOptions) -> 
     Raises a WhisperforgeError naming the file when it is empty, cannot be decoded, holds no
     speech, or the model writes no text for it.
     """
+    return transcribe_recording(model, audio_path, opts)[0]
+
+
+def transcribe_recording(
+    model, audio_path: str | Path, opts: SubtitleOptions
+) -> tuple[list[Cue], float]:
+    """`transcribe_to_cues`'s cues and the recording's length in seconds."""
     from whisperforge.transcribe import decode_recording
 
     path = Path(audio_path)
@@ -222,7 +254,7 @@ def transcribe_to_cues(model, audio_path: str | Path, opts: SubtitleOptions) -> 
             f"{path}: the model wrote no text for {len(clips)} stretches of speech"
         )
     log.info("%s: %.1f s, %d speech clips, %d cues", path, seconds, len(clips), len(cues))
-    return cues
+    return cues, seconds
 
 
 # --- line splitting -----------------------------------------------------------------------------
@@ -296,7 +328,13 @@ def _split_cue(cue: Cue, max_chars: int, max_segment_s: float | None) -> list[Cu
         bounds.append(min(max(at, bounds[-1]), cue.end))
     bounds.append(cue.end)
     return [
-        Cue(bounds[j], bounds[j + 1], "".join(texts[k] for k in line).strip())
+        replace(
+            cue,
+            start=bounds[j],
+            end=bounds[j + 1],
+            text="".join(texts[k] for k in line).strip(),
+            words=(),
+        )
         for j, line in enumerate(lines)
     ]
 
@@ -363,6 +401,59 @@ def to_txt(cues: Sequence[Cue]) -> str:
     return "".join(f"{_squash_spaces(c.text)}\n" for c in cues)
 
 
+REVIEW_COLUMNS = (
+    "rank",
+    "cue",
+    "start",
+    "end",
+    "avg_logprob",
+    "no_speech_prob",
+    "compression_ratio",
+    "text",
+)
+
+
+def _review_key(numbered: tuple[int, Cue]) -> tuple:
+    """Least sure first: lowest mean log-probability, then the most repetitive text (highest
+    compression ratio), then the most likely silence, then the order in the .srt. Cues without a
+    confidence come last, in .srt order."""
+    number, cue = numbered
+    if cue.avg_logprob is None:
+        return (1, 0.0, 0.0, 0.0, number)
+    return (
+        0,
+        cue.avg_logprob,
+        -(cue.compression_ratio or 0.0),
+        -(cue.no_speech_prob or 0.0),
+        number,
+    )
+
+
+def _number(x: float | None) -> str:
+    return "" if x is None else f"{x:.4f}"
+
+
+def to_review_tsv(cues: Sequence[Cue]) -> str:
+    """The cues as `to_srt` numbers and writes them, least sure first (`_review_key`), as TSV
+    with REVIEW_COLUMNS: rank (1 = check first), cue (its number in the .srt), start and end (as
+    in the .srt), the model's avg_logprob, no_speech_prob and compression_ratio, the text."""
+    rows = ["\t".join(REVIEW_COLUMNS)]
+    ranked = sorted(enumerate(cues, 1), key=_review_key)
+    for rank, (number, cue) in enumerate(ranked, 1):
+        fields = [
+            str(rank),
+            str(number),
+            _timestamp(cue.start, ","),
+            _timestamp(cue.end, ","),
+            _number(cue.avg_logprob),
+            _number(cue.no_speech_prob),
+            _number(cue.compression_ratio),
+            _squash_spaces(cue.text),
+        ]
+        rows.append("\t".join(fields))
+    return "".join(f"{row}\n" for row in rows)
+
+
 # --- the workflow step ----------------------------------------------------------------------------
 
 
@@ -388,8 +479,10 @@ def write_subtitles(
     *,
     compute_type: str,
     threads: int = 2,
+    out_review: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Transcribe one recording; write .srt and .vtt (split cues), .txt (one line per stretch).
+    """Transcribe one recording; write .srt and .vtt (split cues), .txt (one line per stretch)
+    and, given `out_review`, the .srt's cues least sure first (`to_review_tsv`).
 
     Nothing is written unless the whole recording was transcribed; each file is written
     atomically. Returns facts for the log: cues, seconds of audio and of decoding, device.
@@ -403,6 +496,8 @@ def write_subtitles(
     write_text(out_srt, to_srt(lines))
     write_text(out_vtt, to_vtt(lines))
     write_text(out_txt, to_txt(cues))
+    if out_review is not None:
+        write_text(out_review, to_review_tsv(lines))
     facts = {
         "audio": str(audio_path),
         "model": str(ct2_dir),
@@ -412,5 +507,6 @@ def write_subtitles(
         "device": device,
         "compute_type": ctype,
     }
-    log.info("wrote %s, %s, %s: %s", out_srt, out_vtt, out_txt, facts)
+    written = [p for p in (out_srt, out_vtt, out_txt, out_review) if p is not None]
+    log.info("wrote %s: %s", ", ".join(map(str, written)), facts)
     return facts
