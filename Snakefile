@@ -17,12 +17,13 @@ include: "rules/common.smk"
 wildcard_constraints:
     run="|".join(re.escape(r) for r in RUNS),
     model="|".join(re.escape(m) for m in MODELS),
-    split="|".join(re.escape(s) for s in [*SPLITS, *EXTRA_SETS]),
+    split="|".join(re.escape(s) for s in [*SPLITS, *EXTRA_SETS, *CORPUS_SETS]),
     quantization="|".join(QUANTIZATIONS),
     corpus="aishell|base_domain",
 
 
 include: "rules/data.smk"
+include: "rules/corpora.smk"
 include: "rules/train.smk"
 include: "rules/export.smk"
 include: "rules/evaluate.smk"

@@ -9,7 +9,14 @@ sys.path.insert(0, workflow.basedir)
 
 from whisperforge.aishell import Filters
 from whisperforge.code import module_digest
-from whisperforge.config import run_settings, validate_config
+from whisperforge.config import (
+    MAIN_CORPUS,
+    is_default_mix,
+    run_mix,
+    run_settings,
+    validate_config,
+)
+from whisperforge.corpora import corpus_plan
 from whisperforge.options import decode_keys
 from whisperforge.errors import WhisperforgeError
 
@@ -24,7 +31,30 @@ MODELS = ["base", *RUNS]
 SPLITS = ["train", "dev", "test"]
 EVAL_SPLITS = config["eval"]["splits"]
 EXTRA_SETS = list(config["eval"]["sets"])  # the user's own test sets (eval.sets)
-EVAL_SETS = [*EVAL_SPLITS, *EXTRA_SETS]  # everything every model is scored on
+CORPORA = config["data"]["corpora"]  # corpora beside the main one (data.corpora)
+try:
+    # recordings corpora: {corpus: {recording: {audio, subtitles, speaker, split}}}
+    RECORDINGS = {
+        name: corpus_plan(name, corpus)
+        for name, corpus in CORPORA.items()
+        if "recordings" in corpus
+    }
+except WhisperforgeError as e:
+    raise WorkflowError(str(e)) from None
+# A corpus's test split is scored by every model, under the corpus's name.
+CORPUS_SETS = sorted(
+    name
+    for name in CORPORA
+    if name not in RECORDINGS
+    or any(r["split"] == "test" for r in RECORDINGS[name].values())
+)
+EVAL_SETS = [
+    *EVAL_SPLITS,
+    *EXTRA_SETS,
+    *CORPUS_SETS,
+]  # everything every model is scored on
+MIXES = {run: run_mix(config, run) for run in RUNS}
+MIXED_RUNS = [run for run in RUNS if not is_default_mix(MIXES[run])]
 QUANTIZATIONS = config["export"]["quantizations"]  # the primary first
 CT2_DIR = f"ct2-{QUANTIZATIONS[0]}"  # the primary export: evaluation, subtitles, speed baseline
 TINY_BASE = config["model"]["base"] == "tiny"
@@ -69,11 +99,28 @@ def manifest(split):
     return f"results/manifests/{split}.jsonl"
 
 
+def corpus_manifest(corpus, split):
+    """A corpus's split: the main corpus's (results/manifests/) or a data.corpora one's."""
+    if corpus == MAIN_CORPUS:
+        return manifest(split)
+    return f"results/manifests/corpora/{corpus}/{split}.jsonl"
+
+
+def run_manifest(run, split):
+    """The train or dev manifest a run trains on: the main corpus's, or its mix's."""
+    if run in MIXED_RUNS:
+        return f"results/manifests/runs/{run}/{split}.jsonl"
+    return manifest(split)
+
+
 def eval_manifest(name):
-    """A split's manifest, or an eval.sets manifest once checked and copied (import_eval_set)."""
-    return (
-        f"results/manifests/sets/{name}.jsonl" if name in EXTRA_SETS else manifest(name)
-    )
+    """A split's manifest, an eval.sets manifest once checked and copied (import_eval_set), or
+    a corpus's test split."""
+    if name in EXTRA_SETS:
+        return f"results/manifests/sets/{name}.jsonl"
+    if name in CORPUS_SETS:
+        return corpus_manifest(name, "test")
+    return manifest(name)
 
 
 def ct2_dir(model, quantization=None):
@@ -136,6 +183,7 @@ def all_targets():
         *expand("results/models/{run}/loss.png", run=RUNS),
         *expand("results/models/{model}/provenance.json", model=MODELS),
         "results/manifests/hf",
+        *expand("results/manifests/corpora/{name}/stats.json", name=CORPORA),
         *SUBTITLE_TARGETS,
         *HUB_TARGETS,
     ]

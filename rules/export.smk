@@ -26,7 +26,14 @@ rule provenance:
     input:
         model=lambda wc: hf_model_dir(wc.model),
         ct2=f"results/models/{{model}}/{CT2_DIR}",
-        manifests=[manifest(split) for split in SPLITS],
+        manifests=lambda wc: [
+            *(manifest(split) for split in SPLITS),
+            *(
+                [run_manifest(wc.model, s) for s in ("train", "dev")]
+                if wc.model in MIXED_RUNS
+                else []
+            ),
+        ],
         adapter=lambda wc: (
             [] if wc.model == "base" else f"results/models/{wc.model}/adapter"
         ),
@@ -45,7 +52,11 @@ rule provenance:
         archive_md5=config["data"]["md5"],
         base=config["model"]["base"],
         revision=config["model"]["revision"],
-        settings=lambda wc: {} if wc.model == "base" else run_settings(config, wc.model),
+        settings=lambda wc: (
+            {}
+            if wc.model == "base"
+            else {**run_settings(config, wc.model), "mix": MIXES[wc.model]}
+        ),
         export=config["export"],
         code=code_digest("provenance.py"),
     script:

@@ -68,8 +68,9 @@ elif not Path(config["model"]["base"]).is_dir():
 rule finetune:
     input:
         base=base_model_dir(),
-        train=manifest("train"),
-        dev=manifest("dev"),
+        # the main corpus's manifests, or the run's mix of corpora (rules/corpora.smk)
+        train=lambda wc: run_manifest(wc.run, "train"),
+        dev=lambda wc: run_manifest(wc.run, "dev"),
     output:
         model=directory("results/models/{run}/adapter"),
         loss_plot=report(

@@ -103,7 +103,8 @@ def _held_out(
         matched = {r.name for r in recordings if r.name == _stem(name) or r.speaker == name}
         if not matched:
             raise WhisperforgeError(
-                f"config data.corpora.{corpus}.{split}: {name!r} is neither a recording nor a speaker"
+                f"config data.corpora.{corpus}.{split}: {name!r} is neither a recording nor "
+                "a speaker"
             )
         chosen |= matched
     return chosen
@@ -144,7 +145,8 @@ def assign_splits(
         split_of.setdefault(r.name, "train")
     if "train" not in split_of.values():
         raise WhisperforgeError(
-            f"config data.corpora.{corpus}: every recording is held out (test/dev); none is left to train on"
+            f"config data.corpora.{corpus}: every recording is held out (test/dev); none is "
+            "left to train on"
         )
     return split_of
 

@@ -37,7 +37,7 @@ import numpy as np
 from whisperforge.audio import SAMPLE_RATE
 from whisperforge.errors import WhisperforgeError
 from whisperforge.files import atomic_path, write_json, write_text
-from whisperforge.subtitle_files import SubtitleCue, clean_cue_text, read_subtitles
+from whisperforge.subtitle_files import SubtitleCue, clean_cue_text, read_subtitles, timestamp
 from whisperforge.timing import Timing, estimate_timing
 
 log = logging.getLogger(__name__)
@@ -236,15 +236,10 @@ def window_record(
     }
 
 
-def _srt_time(seconds: float) -> str:
-    ms = round(seconds * 1000)
-    return f"{ms // 3_600_000:02d}:{ms // 60_000 % 60:02d}:{ms // 1000 % 60:02d},{ms % 1000:03d}"
-
-
 def rejected_srt(cues: Sequence[CueRecord]) -> str:
     """The dropped cues at the file's own times, numbered as in the file, the reason first."""
     blocks = [
-        f"{c.number}\n{_srt_time(c.file_start)} --> {_srt_time(c.file_end)}\n"
+        f"{c.number}\n{timestamp(c.file_start)} --> {timestamp(c.file_end)}\n"
         f"[{c.status}] {c.text}\n"
         for c in cues
         if c.status != KEPT

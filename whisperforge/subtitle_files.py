@@ -55,14 +55,12 @@ def read_subtitles(path: str | Path) -> list[SubtitleCue]:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as e:
         raise WhisperforgeError(f"{path}: cannot read the subtitle file ({one_line(e)})") from e
-    if path.suffix.lower() == ".vtt":
-        cues = _read_vtt(path, text)
-    else:
-        cues = _read_srt(path, text)
+    cues = _read_vtt(path, text) if path.suffix.lower() == ".vtt" else _read_srt(path, text)
     for cue in cues:
         if cue.end <= cue.start:
             raise WhisperforgeError(
-                f"{path}: cue {cue.number}: ends ({cue.end:.3f} s) before it starts ({cue.start:.3f} s)"
+                f"{path}: cue {cue.number}: ends ({cue.end:.3f} s) before it starts "
+                f"({cue.start:.3f} s)"
             )
     return cues
 
@@ -96,6 +94,13 @@ def _read_vtt(path: Path, text: str) -> list[SubtitleCue]:
         SubtitleCue(number, _seconds(c.start), _seconds(c.end), c.raw_text)
         for number, c in enumerate(captions, start=1)
     ]
+
+
+def timestamp(seconds: float, separator: str = ",") -> str:
+    """`HH:MM:SS,mmm` (SRT; separator "." for WebVTT)."""
+    ms = round(seconds * 1000)
+    hms = f"{ms // 3_600_000:02d}:{ms // 60_000 % 60:02d}:{ms // 1000 % 60:02d}"
+    return f"{hms}{separator}{ms % 1000:03d}"
 
 
 # --------------------------------------------------------------------------- cue text -> label

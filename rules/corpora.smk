@@ -1,0 +1,188 @@
+# Corpora beside the main one (data.corpora) and each run's mix of corpora.
+#
+# A recordings corpus: one job per recording (its subtitles checked against its audio by the seed
+# model, windows cut, rejected cues written), then one job per split, gathering only that split's
+# recordings: correcting one training lecture's subtitles rebuilds that lecture, the train split,
+# and the runs whose mix names the corpus; the test split and every other run stay as they are.
+#   results/manifests/corpora/<corpus>/{train,dev,test}.jsonl, stats.json, report.tsv,
+#   <recording>.rejected.srt
+# A manifests corpus is checked and copied like data.manifests.
+# A run with a mix trains on results/manifests/runs/<run>/{train,dev}.jsonl.
+
+RECORDING_CORPORA = sorted(RECORDINGS)
+MANIFEST_CORPORA = sorted(name for name in CORPORA if name not in RECORDINGS)
+ALL_RECORDINGS = sorted({r for plan in RECORDINGS.values() for r in plan})
+
+
+def recording(wc):
+    return RECORDINGS[wc.corpus_name][wc.recording]
+
+
+def recording_files(corpus, kind, split=None):
+    """One kind of per-recording output for each of a corpus's recordings (of one split)."""
+    paths = {
+        "windows": "results/manifests/corpora/{c}/recordings/{r}.jsonl",
+        "report": "results/manifests/corpora/{c}/recordings/{r}.tsv",
+        "info": "results/manifests/corpora/{c}/recordings/{r}.json",
+        "rejected": "results/manifests/corpora/{c}/{r}.rejected.srt",
+    }
+    return [
+        paths[kind].format(c=corpus, r=name)
+        for name, facts in sorted(RECORDINGS[corpus].items())
+        if split is None or facts["split"] == split
+    ]
+
+
+def seed_model_dir(corpus):
+    """The model that checks a corpus's cues: base, a run's merged model, or a directory."""
+    seed = CORPORA[corpus]["check"]["model"]
+    if seed == "base":
+        return base_model_dir()
+    if seed in RUNS:
+        if corpus in MIXES[seed]:
+            raise WorkflowError(
+                f"config data.corpora.{corpus}.check.model: {seed} trains on {corpus} "
+                "itself (its mix): choose base or another run"
+            )
+        return hf_model_dir(seed)
+    if not (Path(seed).expanduser() / "config.json").is_file():
+        raise WorkflowError(
+            f"config data.corpora.{corpus}.check.model: {seed} is not base, a run "
+            f"({', '.join(RUNS)}) or a Whisper model directory"
+        )
+    return str(Path(seed).expanduser())
+
+
+# What a recording's step uses of its corpus's settings (not the splits: moving a recording
+# to another split rebuilds only the split manifests).
+RECORDING_KEYS = [
+    "script",
+    "max_audio_s",
+    "no_speech_fraction",
+    "unsubtitled_speech_s",
+    "offset",
+    "check",
+    "split_seed",
+]
+
+
+rule corpus_recording:
+    input:
+        audio=lambda wc: recording(wc)["audio"],
+        subtitles=lambda wc: recording(wc)["subtitles"],
+        seed_model=lambda wc: seed_model_dir(wc.corpus_name),
+    output:
+        wav="results/data/corpora/{corpus_name}/{recording}.wav",
+        windows="results/manifests/corpora/{corpus_name}/recordings/{recording}.jsonl",
+        report="results/manifests/corpora/{corpus_name}/recordings/{recording}.tsv",
+        info="results/manifests/corpora/{corpus_name}/recordings/{recording}.json",
+        rejected="results/manifests/corpora/{corpus_name}/{recording}.rejected.srt",
+    log:
+        "logs/corpora/{corpus_name}/{recording}.log",
+    benchmark:
+        "benchmarks/out/corpus_recording_{corpus_name}_{recording}.tsv"
+    wildcard_constraints:
+        corpus_name="|".join(re.escape(c) for c in RECORDING_CORPORA) or "^$",
+        recording="|".join(re.escape(r) for r in ALL_RECORDINGS) or "^$",
+    conda:
+        "../envs/evaluate.yaml"
+    threads: 2
+    resources:
+        gpu=1,
+    params:
+        speaker=lambda wc: recording(wc)["speaker"],
+        settings=lambda wc: {k: CORPORA[wc.corpus_name][k] for k in RECORDING_KEYS},
+        device=config["train"]["device"],
+        code=code_digest("corpus_recording.py"),
+    script:
+        "../scripts/corpus_recording.py"
+
+
+rule corpus_split:
+    input:
+        lambda wc: recording_files(wc.corpus_name, "windows", wc.split),
+    output:
+        "results/manifests/corpora/{corpus_name}/{split}.jsonl",
+    log:
+        "logs/corpora/{corpus_name}/split_{split}.log",
+    wildcard_constraints:
+        corpus_name="|".join(re.escape(c) for c in RECORDING_CORPORA) or "^$",
+        split="train|dev|test",
+    conda:
+        "../envs/data.yaml"
+    params:
+        code=code_digest("corpus_split.py"),
+    script:
+        "../scripts/corpus_split.py"
+
+
+rule corpus_report:
+    input:
+        infos=lambda wc: recording_files(wc.corpus_name, "info"),
+        reports=lambda wc: recording_files(wc.corpus_name, "report"),
+        rejected=lambda wc: recording_files(wc.corpus_name, "rejected"),
+    output:
+        report="results/manifests/corpora/{corpus_name}/report.tsv",
+        stats="results/manifests/corpora/{corpus_name}/stats.json",
+    log:
+        "logs/corpora/{corpus_name}/report.log",
+    wildcard_constraints:
+        corpus_name="|".join(re.escape(c) for c in RECORDING_CORPORA) or "^$",
+    conda:
+        "../envs/data.yaml"
+    params:
+        recordings=lambda wc: sorted(RECORDINGS[wc.corpus_name]),
+        splits=lambda wc: {
+            name: facts["split"] for name, facts in RECORDINGS[wc.corpus_name].items()
+        },
+        code=code_digest("corpus_report.py"),
+    script:
+        "../scripts/corpus_report.py"
+
+
+rule import_corpus_manifests:
+    input:
+        unpack(lambda wc: CORPORA[wc.corpus_name]["manifests"]),
+    output:
+        **{
+            split: f"results/manifests/corpora/{{corpus_name}}/{split}.jsonl"
+            for split in SPLITS
+        },
+        stats="results/manifests/corpora/{corpus_name}/stats.json",
+    log:
+        "logs/corpora/{corpus_name}/import_manifests.log",
+    wildcard_constraints:
+        corpus_name="|".join(re.escape(c) for c in MANIFEST_CORPORA) or "^$",
+    conda:
+        "../envs/data.yaml"
+    params:
+        code=code_digest("import_manifests.py"),
+    script:
+        "../scripts/import_manifests.py"
+
+
+rule mix_run:
+    # A run's train and dev manifests from the corpora its mix names (runs.<run>.mix).
+    input:
+        # each corpus's train then dev manifest, in the order of params.mix
+        lambda wc: [
+            corpus_manifest(corpus, split)
+            for corpus in MIXES[wc.run]
+            for split in ("train", "dev")
+        ],
+    output:
+        train="results/manifests/runs/{run}/train.jsonl",
+        dev="results/manifests/runs/{run}/dev.jsonl",
+        facts="results/manifests/runs/{run}/mix.json",
+    log:
+        "logs/corpora/mix_{run}.log",
+    wildcard_constraints:
+        run="|".join(re.escape(r) for r in MIXED_RUNS) or "^$",
+    conda:
+        "../envs/data.yaml"
+    params:
+        mix=lambda wc: MIXES[wc.run],
+        seed=lambda wc: run_settings(config, wc.run)["seed"],
+        code=code_digest("mix_run.py"),
+    script:
+        "../scripts/mix_run.py"

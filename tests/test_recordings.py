@@ -1,0 +1,96 @@
+"""A recording's cues -> training windows: cut only between cues, never over unsubtitled speech."""
+
+from __future__ import annotations
+
+from whisperforge.recordings import (
+    KEPT,
+    CueRecord,
+    build_windows,
+    drop_unusable,
+    no_speech_windows,
+    rejected_srt,
+    window_record,
+)
+
+chars = len  # a token per character, for these tests
+
+
+def cue(n: int, start: float, end: float, label: str = "你好", status: str = KEPT) -> CueRecord:
+    return CueRecord(n, start, end, start, end, label, label, status)
+
+
+def test_consecutive_cues_merge_up_to_the_window_limit():
+    cues = [cue(i + 1, 1 + 3 * i, 3 + 3 * i) for i in range(6)]  # 2 s cues, 1 s pauses
+    speech = [(c.start, c.end) for c in cues]
+    windows = build_windows(
+        cues, speech, 20.0, max_audio_s=9.0, unsubtitled_speech_s=0.5, token_count=chars
+    )
+    assert [len(w.cues) for w in windows] == [3, 3]
+    assert all(w.end - w.start <= 9.0 for w in windows)
+    assert windows[0].start == 0.8 and windows[0].end == 9.2  # 0.2 s of silence each side
+
+
+def test_a_dropped_cue_or_speech_nobody_subtitled_ends_the_window():
+    cues = [cue(1, 1, 3), cue(2, 4, 6, status="text does not fit"), cue(3, 7, 9), cue(4, 12, 14)]
+    speech = [(1, 3), (4, 6), (7, 9), (9.5, 11.5), (12, 14)]  # 9.5-11.5: an aside, no cue
+    windows = build_windows(
+        cues, speech, 20.0, max_audio_s=30.0, unsubtitled_speech_s=0.5, token_count=chars
+    )
+    assert [[c.number for c in w.cues] for w in windows] == [[1], [3], [4]]
+    for w in windows:  # no window holds the dropped cue's audio or the aside
+        assert not (w.start < 6 and w.end > 4) or w.cues[0].number == 2
+        assert not (w.start < 11.5 and w.end > 9.5)
+
+
+def test_cues_that_no_window_may_hold_get_their_reason():
+    cues = [cue(1, 0, 2, label=""), cue(2, 3, 40), cue(3, 41, 43, label="好" * 500), cue(4, 44, 46)]
+    statuses = [c.status for c in drop_unusable(cues, 30.0, chars)]
+    assert statuses[0].startswith("no words")
+    assert statuses[1].startswith("longer than 30 s (37.0 s)")
+    assert statuses[2].startswith("label over 448 tokens")
+    assert statuses[3] == KEPT
+
+
+def test_no_speech_windows_come_from_silence_without_cues_and_are_seeded():
+    cues = [cue(1, 1, 3), cue(2, 20, 22, label="", status="no words")]
+    speech = [(1, 3), (30, 33)]
+    a = no_speech_windows(cues, speech, 40.0, max_audio_s=10.0, count=2, seed=0)
+    b = no_speech_windows(cues, speech, 40.0, max_audio_s=10.0, count=2, seed=0)
+    assert a == b and len(a) == 2
+    busy = [(1, 3), (20, 22), (30, 33)]
+    for w in a:
+        assert w.cues == () and w.end - w.start <= 10.0
+        assert all(w.end <= s or w.start >= e for s, e in busy)
+
+
+def test_window_records_are_whisper_finetune_lines_pointing_into_the_recording():
+    cues = [cue(1, 10.0, 12.0, "股市"), cue(2, 12.5, 14.0, "cpi"), cue(3, 14.5, 15.0, "up")]
+    (window,) = build_windows(
+        cues, [(10, 15)], 30.0, max_audio_s=30, unsubtitled_speech_s=0.5, token_count=chars
+    )
+    record = window_record(window, 3, "lec", "l 1", "wang", "x.wav")
+    assert record["id"] == "lec-l 1-0003"
+    assert record["audio"] == {"path": "x.wav", "start_time": 9.8, "end_time": 15.2}
+    assert record["sentence"] == "股市cpi up"  # two latin words keep their space
+    assert record["sentences"][0] == {"start": 0.2, "end": 2.2, "text": "股市"}
+    assert (
+        record["duration"] == 5.4 and record["recording"] == "l 1" and record["speaker"] == "wang"
+    )
+
+
+def test_rejected_srt_has_the_files_own_times_numbers_and_reasons():
+    dropped = CueRecord(
+        7,
+        61.5,
+        63.0,
+        62.0,
+        63.5,
+        "别的 / 句子",
+        "别的句子",
+        "text does not fit its audio (margin -0.20 < 0.3)",
+    )
+    text = rejected_srt([cue(1, 0, 1), dropped])
+    assert (
+        text == "7\n00:01:01,500 --> 00:01:03,000\n"
+        "[text does not fit its audio (margin -0.20 < 0.3)] 别的 / 句子\n"
+    )
