@@ -17,6 +17,9 @@ How a recording becomes cues:
    preferably after punctuation, with the time split in proportion to the characters, or at the
    words' own times when `word_timestamps` is on.
 
+5. Each cue carries its decode's confidence (avg_logprob, no_speech_prob, compression_ratio);
+   `to_review_tsv` lists the written cues least sure first, for a person correcting them.
+
 Decoding is deterministic (temperature 0, no fallback, no no-speech skipping), so the same
 recording and model always give the same bytes.
 
