@@ -1,18 +1,24 @@
-"""A training killed mid-way (node loss) resumes from its last checkpoint on the next call."""
+"""A training killed mid-way (node loss) resumes from its last complete checkpoint on the next
+call; a checkpoint torn by the kill is moved aside, not resumed from."""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 from helpers import copy_workflow, snakemake
+from test_train import inputs, tiny_settings, train_tiny  # noqa: F401 (inputs: a fixture)
 
+from whisperforge.checkpoints import checkpoint_problem, last_complete_checkpoint
 from whisperforge.tinymodel import build_tiny_whisper
 
 RUN = "resume-test"
@@ -78,3 +84,61 @@ def test_killed_finetune_resumes_from_last_checkpoint(tmp_path: Path):
     # The steps before the resume point come from the checkpoint, not from a second training.
     logged_steps = [e["step"] for e in state["log_history"] if "loss" in e]
     assert logged_steps == sorted(set(logged_steps)), logged_steps
+
+
+@pytest.fixture(scope="module")
+def trained(inputs, tmp_path_factory) -> Path:  # noqa: F811
+    """A finished 4-step run: checkpoint-2 and checkpoint-4, both complete."""
+    root = tmp_path_factory.mktemp("trained")
+    train_tiny(inputs, root, tiny_settings())
+    return root
+
+
+def truncate(path: Path, keep: float = 0.5) -> None:
+    """What a kill mid-write leaves: the file's first part."""
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
+TEARS = {
+    "adapter cut short": lambda c: truncate(c / "adapter_model.safetensors"),
+    "adapter header only": lambda c: truncate(c / "adapter_model.safetensors", keep=0.02),
+    "no trainer state": lambda c: (c / "trainer_state.json").unlink(),
+    "optimizer cut short": lambda c: truncate(c / "optimizer.pt", keep=0.9),
+    "no scheduler": lambda c: (c / "scheduler.pt").unlink(),
+    "rng state cut short": lambda c: truncate(c / "rng_state.pth"),
+}
+
+
+@pytest.mark.parametrize("tear", TEARS)
+def test_a_torn_checkpoint_is_moved_aside_and_the_previous_one_resumed(trained, tmp_path, tear):
+    checkpoints = shutil.copytree(trained / "checkpoints", tmp_path / "checkpoints")
+    assert checkpoint_problem(checkpoints / "checkpoint-4") is None
+    TEARS[tear](checkpoints / "checkpoint-4")
+    assert checkpoint_problem(checkpoints / "checkpoint-4") is not None
+    assert last_complete_checkpoint(checkpoints) == str(checkpoints / "checkpoint-2")
+    torn = list(checkpoints.glob("torn-checkpoint-4-*"))
+    assert len(torn) == 1 and torn[0].is_dir(), "the torn checkpoint is kept, not deleted"
+    assert not (checkpoints / "checkpoint-4").exists()
+
+
+def test_a_torn_checkpoint_resumes_through_finetune_from_the_previous_one(
+    inputs,  # noqa: F811
+    trained,
+    tmp_path,
+    caplog,
+):
+    shutil.copytree(trained / "checkpoints", tmp_path / "checkpoints")
+    last = tmp_path / "checkpoints/checkpoint-4"
+    truncate(last / "adapter_model.safetensors")  # the SafetensorError: incomplete metadata case
+    (last / "trainer_state.json").unlink()
+    caplog.set_level(logging.INFO)
+    summary = train_tiny(inputs, tmp_path, tiny_settings())
+    assert summary["resumed_from"].endswith("checkpoint-2")
+    assert summary["global_step"] == 4
+    torn = [r.getMessage() for r in caplog.records if "is torn" in r.getMessage()]
+    assert len(torn) == 1 and "checkpoint-4 is torn" in torn[0], torn
+    assert "adapter_model.safetensors" in torn[0] or "trainer_state.json" in torn[0]
+    (aside,) = (tmp_path / "checkpoints").glob("torn-checkpoint-4-*")
+    assert (aside / "optimizer.pt").is_file()  # moved whole
+    assert checkpoint_problem(tmp_path / "checkpoints/checkpoint-4") is None  # written anew

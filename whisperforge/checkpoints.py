@@ -9,17 +9,22 @@ weights: settings, base model, data. On the next call:
   evaluation batch size and sample, dataloader workers): it resumes too, with the new intervals;
 - anything else differs: training starts afresh and the log names the keys that changed. The old
   checkpoints are moved aside to `<run>.replaced-<time>/`, never deleted: they may be a day of GPU.
+
+The Trainer writes `checkpoint-N/` in place, so a job killed mid-save leaves a torn one that
+`get_last_checkpoint` would pick on every retry. Resume takes the newest *complete* checkpoint
+(`checkpoint_problem`) and moves each newer, torn one aside to `torn-checkpoint-N-<time>/` beside
+it (a name the Trainer's `checkpoint-*` rotation never matches, so it is never deleted either).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
-
-from transformers.trainer_utils import get_last_checkpoint
 
 from whisperforge.files import sha256_file, write_json
 
@@ -75,6 +80,95 @@ def affects_weights(key: str) -> bool:
     return key not in WEIGHT_NEUTRAL_KEYS
 
 
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")  # as transformers' get_last_checkpoint matches
+# Weights as the Trainer saves them: PEFT adapters, a full model, or a sharded one.
+WEIGHT_FILES = ("adapter_model.safetensors", "model.safetensors", "model.safetensors.index.json")
+REQUIRED_PICKLES = ("optimizer.pt", "scheduler.pt")  # resuming loads both (no save_only_model)
+
+
+def _safetensors_problem(path: Path) -> str | None:
+    """Why `path` would not load, or None: the header parses and covers the file exactly (the
+    check whose failure is 'SafetensorError: incomplete metadata'); no tensor data is read."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), "pt"):
+            return None
+    except Exception as e:  # SafetensorError, OSError: either way the resume would fail
+        return f"{path.name}: {e}"
+
+
+def _pickle_problem(path: Path) -> str | None:
+    """torch.save writes a zip whose central directory comes last: a file cut short lacks it."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            end = max((i.header_offset + i.compress_size for i in archive.infolist()), default=0)
+        if end > path.stat().st_size:
+            return f"{path.name}: shorter than its zip directory says"
+    except (zipfile.BadZipFile, OSError) as e:
+        return f"{path.name}: {e}"
+    return None
+
+
+def checkpoint_problem(path: Path) -> str | None:
+    """Why the checkpoint `path` cannot be resumed from (one phrase), or None when complete.
+
+    Cheap: headers only, never the tensors. The Trainer saves weights, then optimizer, scheduler,
+    scaler and RNG states, then trainer_state.json; each is checked, since a file written later
+    can reach the disk before an earlier one does.
+    """
+    match = _CHECKPOINT.match(path.name)
+    state_file = path / "trainer_state.json"
+    try:
+        state = json.loads(state_file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return "no trainer_state.json"
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        return f"trainer_state.json unreadable ({e})"
+    if match and state.get("global_step") != int(match.group(1)):
+        return f"trainer_state.json is of step {state.get('global_step')}"
+    weights = [path / name for name in WEIGHT_FILES if (path / name).is_file()]
+    if not weights:
+        return "no weights (" + " / ".join(WEIGHT_FILES) + ")"
+    for weight in weights:
+        if weight.name.endswith(".index.json"):
+            try:
+                shards = sorted(set(json.loads(weight.read_text())["weight_map"].values()))
+            except (OSError, ValueError, KeyError, TypeError) as e:
+                return f"{weight.name}: unreadable ({e})"
+            problems = [_safetensors_problem(path / shard) for shard in shards]
+        else:
+            problems = [_safetensors_problem(weight)]
+        if problem := next((p for p in problems if p), None):
+            return problem
+    for name in REQUIRED_PICKLES:
+        if not (path / name).is_file():
+            return f"no {name}"
+    optional = sorted(path.glob("rng_state*.pth")) + sorted(path.glob("scaler.pt"))
+    for pickle in [path / name for name in REQUIRED_PICKLES] + optional:
+        if problem := _pickle_problem(pickle):
+            return problem
+    return None
+
+
+def last_complete_checkpoint(checkpoints: Path) -> str | None:
+    """The newest complete `checkpoint-N` in `checkpoints`; each newer, torn one is moved aside
+    to `torn-checkpoint-N-<time>` (kept, not deleted) with one log line naming it."""
+    found = [
+        (int(m.group(1)), p)
+        for p in checkpoints.iterdir()
+        if (m := _CHECKPOINT.match(p.name)) and p.is_dir()
+    ]
+    for _, path in sorted(found, reverse=True):
+        problem = checkpoint_problem(path)
+        if problem is None:
+            return str(path)
+        aside = path.with_name(f"torn-{path.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+        path.rename(aside)
+        log.warning("%s is torn (%s): moved aside to %s", path, problem, aside)
+    return None
+
+
 def prepare_checkpoint_dir(checkpoints: Path, expected: dict[str, Any]) -> str | None:
     """Return the checkpoint to resume from, or None after setting stale checkpoints aside."""
     marker = checkpoints / FINGERPRINT_FILE
@@ -86,7 +180,7 @@ def prepare_checkpoint_dir(checkpoints: Path, expected: dict[str, Any]) -> str |
             if changed:
                 log.info("changed without effect on the weights: %s", ", ".join(changed))
                 write_json(marker, expected)
-            last = get_last_checkpoint(str(checkpoints))
+            last = last_complete_checkpoint(checkpoints)
             if last:
                 log.info("resuming from %s", last)
                 return last
