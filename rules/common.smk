@@ -184,6 +184,9 @@ def all_targets():
         *expand("results/models/{model}/provenance.json", model=MODELS),
         "results/manifests/hf",
         *expand("results/manifests/corpora/{name}/stats.json", name=CORPORA),
+        *expand(
+            "results/eval/{model}/{name}/longform.json", model=MODELS, name=LONGFORM_SETS
+        ),
         *SUBTITLE_TARGETS,
         *HUB_TARGETS,
     ]

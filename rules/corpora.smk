@@ -24,6 +24,8 @@ def recording_files(corpus, kind, split=None):
         "windows": "results/manifests/corpora/{c}/recordings/{r}.jsonl",
         "report": "results/manifests/corpora/{c}/recordings/{r}.tsv",
         "info": "results/manifests/corpora/{c}/recordings/{r}.json",
+        "reference": "results/manifests/corpora/{c}/recordings/{r}.reference.json",
+        "wav": "results/data/corpora/{c}/{r}.wav",
         "rejected": "results/manifests/corpora/{c}/{r}.rejected.srt",
     }
     return [
@@ -76,6 +78,7 @@ rule corpus_recording:
         windows="results/manifests/corpora/{corpus_name}/recordings/{recording}.jsonl",
         report="results/manifests/corpora/{corpus_name}/recordings/{recording}.tsv",
         info="results/manifests/corpora/{corpus_name}/recordings/{recording}.json",
+        reference="results/manifests/corpora/{corpus_name}/recordings/{recording}.reference.json",
         rejected="results/manifests/corpora/{corpus_name}/{recording}.rejected.srt",
     log:
         "logs/corpora/{corpus_name}/{recording}.log",

@@ -131,6 +131,11 @@ rule summarize:
         cer=every_cer(),
         speed=expand("results/eval/{run}/speed.json", run=RUNS),
         states=expand("results/models/{run}/adapter", run=RUNS),
+        corpus_stats=expand("results/manifests/corpora/{name}/stats.json", name=CORPORA),
+        longform=lambda wc: expand(
+            "results/eval/{model}/{name}/longform.json", model=MODELS, name=LONGFORM_SETS
+        ),
+        mixes=expand("results/manifests/runs/{run}/mix.json", run=MIXED_RUNS),
     output:
         summary=report(
             "results/summary.md",
@@ -182,3 +187,46 @@ rule summarize:
         code=code_digest("summarize.py"),
     script:
         "../scripts/summarize.py"
+
+
+# Recordings corpora with held-out (test) recordings: each such recording is subtitled whole, as
+# the user will use the model (VAD, the primary CT2 export, faster-whisper), and scored against
+# its checked cues: CER over the recording, loops, long deletions, text where the reference has
+# none, start-time error, subtitle conventions (whisperforge/longform.py).
+LONGFORM_SETS = [
+    name
+    for name in CORPUS_SETS
+    if name in RECORDINGS
+]
+
+
+rule longform:
+    input:
+        model=f"results/models/{{model}}/{CT2_DIR}",
+        audio=lambda wc: recording_files(wc.split, "wav", "test"),
+        reference=lambda wc: recording_files(wc.split, "reference", "test"),
+    output:
+        "results/eval/{model}/{split}/longform.json",
+    log:
+        "logs/eval/longform_{model}_{split}.log",
+    benchmark:
+        "benchmarks/out/longform_{model}_{split}.tsv"
+    wildcard_constraints:
+        split="|".join(re.escape(s) for s in LONGFORM_SETS) or "^$",
+    conda:
+        "../envs/evaluate.yaml"
+    threads: 2
+    resources:
+        gpu=1,
+    params:
+        recordings=lambda wc: [
+            name
+            for name, facts in sorted(RECORDINGS[wc.split].items())
+            if facts["split"] == "test"
+        ],
+        options=config["subtitles"],
+        compute_type=config["eval"]["compute_type"],
+        numerals_to_chinese=config["eval"]["numerals_to_chinese"],
+        code=code_digest("longform.py"),
+    script:
+        "../scripts/longform.py"

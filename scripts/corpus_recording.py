@@ -20,7 +20,7 @@ def main(smk):
         smk.params.settings,
         seed_model,
         device,
-        {k: smk.output[k] for k in ("wav", "windows", "report", "info", "rejected")},
+        {k: smk.output[k] for k in ("wav", "windows", "report", "info", "reference", "rejected")},
     )
 
 

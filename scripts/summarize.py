@@ -18,6 +18,11 @@ def main(smk):
     cer = {eval_key(path, variants[0]): path for path in smk.input.cer}
     speed = {Path(path).parent.name: path for path in smk.input.speed}
     states = {Path(path).parent.name: path for path in smk.input.states}
+    # results/manifests/corpora/<corpus>/stats.json, results/eval/<model>/<corpus>/longform.json,
+    # results/manifests/runs/<run>/mix.json
+    corpus_stats = {Path(path).parent.name: path for path in smk.input.corpus_stats}
+    longform = {(Path(p).parent.parent.name, Path(p).parent.name): p for p in smk.input.longform}
+    mixes = {Path(path).parent.name: path for path in smk.input.mixes}
     out = {key: getattr(smk.output, name) for key, name in OUT.items()}
     summarize(
         cer,
@@ -30,6 +35,9 @@ def main(smk):
         fail_on_cer_delta=p.fail_on_cer_delta,
         models=p.models,
         sets=p.sets,
+        corpus_stats=corpus_stats,
+        longform_files=longform,
+        mix_files=mixes,
     )
 
 

@@ -18,6 +18,7 @@ from whisperforge.errors import WhisperforgeError
 from whisperforge.longform import (
     LONG_DELETION_CHARS,
     LOOP_MIN_REPEATS,
+    combine,
     correction_cer,
     evaluate_recording,
     read_reference,
@@ -241,8 +242,10 @@ from types import SimpleNamespace as NS
 sys.path.insert(0, "scripts")
 job = json.loads(sys.argv[1])
 smk = NS(rule="longform", log=[job["out"] + ".log"], output=[job["out"]], resources=NS(),
-         threads=1, input=NS(model=job["model"], audio=job["audio"], reference=job["reference"]),
-         params=NS(options=job["options"], compute_type="auto"))
+         threads=1,
+         input=NS(model=job["model"], audio=[job["audio"]], reference=[job["reference"]]),
+         params=NS(options=job["options"], compute_type="auto", recordings=["lecture"],
+                   numerals_to_chinese=False))
 runpy.run_path("scripts/longform.py", init_globals={"snakemake": smk})
 """
 
@@ -272,5 +275,29 @@ def test_a_recording_is_scored_through_the_subtitles_path_by_the_step_script(bab
         "options": {**options, "beam_size": 1, "vad": False},
     }
     subprocess.run([sys.executable, "-c", SCRIPT, json.dumps(job)], cwd=ROOT, check=True)
-    assert json.loads(out.read_text(encoding="utf-8")) == json.loads(json.dumps(result))
+    written = json.loads(out.read_text(encoding="utf-8"))
+    assert written == json.loads(json.dumps(combine({"lecture": result})))
+    assert written["recordings"]["lecture"] == json.loads(json.dumps(result))
+    assert written["longform"]["cer"] == result["longform"]["cer"]  # one recording: the same
     assert "decode" in Path(f"{out}.log").read_text()
+
+
+def test_several_recordings_combine_into_one_cer_over_all_their_characters():
+    ref_a, ref_b = [Cue(0, 2, "央行下调存款")], [Cue(0, 2, "楼市")]
+    a = {
+        "longform": score_longform([Cue(0, 2, "央行下调存款")], ref_a),
+        "cues": 1,
+        "audio_s": 2.0,
+        "conventions": {"share_meeting_all": 1.0},
+    }
+    b = {
+        "longform": score_longform([Cue(0, 2, "楼")], ref_b),
+        "cues": 3,
+        "audio_s": 2.0,
+        "conventions": {"share_meeting_all": 0.0},
+    }
+    both = combine({"a": a, "b": b})
+    assert both["longform"]["cer"] == 1 / 8  # one deletion over 6 + 2 characters, not a mean
+    assert both["longform"]["ref_chars"] == 8
+    assert both["conventions"]["share_meeting_all"] == 0.25  # weighted by cues
+    assert both["recordings"]["b"] is b and both["audio_s"] == 4.0

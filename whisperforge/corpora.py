@@ -274,7 +274,6 @@ def gather_report(
     recordings = {}
     for name, path in infos.items():
         facts = json.loads(Path(path).read_text(encoding="utf-8"))
-        facts = {k: v for k, v in facts.items() if k not in ("reference", "excluded")}
         recordings[name] = {**facts, "split": splits[name], "rejected_srt": str(rejected[name])}
     totals: dict[str, Any] = {}
     for split in SPLITS:

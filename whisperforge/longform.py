@@ -523,3 +523,48 @@ def correction_cer(
         "cer_raw": _cer(raw_counts, len(raw_ref)),
         "chars_changed_raw": raw_edits,
     }
+
+
+def combine(results: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """Several recordings' `evaluate_recording` results as one: edits and characters summed (so
+    the CER is over all the recordings' characters), counts summed, the start error the median of
+    the recordings' medians, conventions' share weighted by cues. `recordings` keeps each whole."""
+    import statistics
+
+    lfs = [r["longform"] for r in results.values()]
+    edits = {k: sum(lf[k] for lf in lfs) for k in ("substitutions", "deletions", "insertions")}
+    ref_chars = sum(lf["ref_chars"] for lf in lfs)
+    medians = [
+        lf["start_error"]["median_s"] for lf in lfs if lf["start_error"]["median_s"] is not None
+    ]
+    cues = sum(r["cues"] for r in results.values())
+    met = [
+        (r["conventions"].get("share_meeting_all"), r["cues"])
+        for r in results.values()
+        if r["conventions"].get("share_meeting_all") is not None
+    ]
+    return {
+        "longform": {
+            "cer": _cer(edits, ref_chars),
+            **edits,
+            "ref_chars": ref_chars,
+            "hyp_chars": sum(lf["hyp_chars"] for lf in lfs),
+            "loops": {"count": sum(lf["loops"]["count"] for lf in lfs)},
+            "long_deletions": {"count": sum(lf["long_deletions"]["count"] for lf in lfs)},
+            "no_reference": {"chars": sum(lf["no_reference"]["chars"] for lf in lfs)},
+            "start_error": {
+                "median_s": round(statistics.median(medians), 3) if medians else None,
+                "matched": sum(lf["start_error"]["matched"] for lf in lfs),
+            },
+        },
+        "conventions": {
+            "share_meeting_all": (
+                round(sum(s * n for s, n in met) / sum(n for _, n in met), 4)
+                if met and sum(n for _, n in met)
+                else None
+            )
+        },
+        "cues": cues,
+        "audio_s": round(sum(r["audio_s"] for r in results.values()), 3),
+        "recordings": dict(results),
+    }

@@ -286,7 +286,7 @@ def prepare_recording(
     outputs: Mapping[str, str | Path],
 ) -> dict[str, Any]:
     """Run the whole recording step (module doc); `outputs`: wav, windows, report, rejected,
-    info. Returns the recording's facts (also in `info`)."""
+    info, reference. Returns the recording's facts (also in `info`)."""
     from whisperforge.segment_check import TextFit, fit_margins
     from whisperforge.transcribe import decode_recording
 
@@ -369,13 +369,17 @@ def prepare_recording(
         "drift_s_per_h": timing.drift_s_per_h,
         "timing": asdict(timing),
         "seed_model": str(seed_model),
-        # The kept cues at the audio's times: the reference a whole-recording evaluation uses.
-        "reference": [
+    }
+    # The kept cues at the audio's times: what a whole-recording evaluation is scored against
+    # (longform.read_reference); the dropped ones' times, where the reference says nothing.
+    reference = {
+        "cues": [
             {"start": c.start, "end": c.end, "text": c.label} for c in cues if c.status == KEPT
         ],
         "excluded": [[c.start, c.end] for c in cues if c.status != KEPT],
     }
     _write_all(outputs, audio, records, report_rows(name, cues), rejected_srt(cues), facts)
+    write_json(outputs["reference"], reference)
     return facts
 
 

@@ -85,7 +85,7 @@ WORST_COLUMNS = ("model", "split", "id", "ref", "hyp", "edits", "cer", "variant"
 # --- formatting ---------------------------------------------------------------------------------
 
 
-def _pct(cer: Any) -> str:
+def pct(cer: Any) -> str:
     v = json_number(cer)
     return "n/a" if v is None else f"{100 * v:.2f}"
 
@@ -119,7 +119,7 @@ def _md_cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def _md_table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[bool]) -> str:
+def md_table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[bool]) -> str:
     """A markdown table padded so its columns line up in a terminal too."""
     cells = [[_md_cell(h) for h in headers]] + [[_md_cell(c) for c in row] for row in rows]
     widths = [max(3, *(len(r[i]) for r in cells)) for i in range(len(headers))]
@@ -233,9 +233,9 @@ def _gate_message(key: Key, cers: dict[Key, dict], flags: Flags, primary: str, l
     """One line: model, variant, set, the two CERs, the delta and the config key."""
     model, variant, set_ = key
     return (
-        f"{model}'s {variant} export has CER {_pct(cers[key]['cer'])} % on {set_}, "
+        f"{model}'s {variant} export has CER {pct(cers[key]['cer'])} % on {set_}, "
         f"{flags.delta_pts[key]:+.2f} points vs {primary} "
-        f"({_pct(cers[(model, primary, set_)]['cer'])} %), over eval.max_cer_delta {limit:g}"
+        f"({pct(cers[(model, primary, set_)]['cer'])} %), over eval.max_cer_delta {limit:g}"
     )
 
 
@@ -248,8 +248,8 @@ def _flag_lines(
         if flags.worse_than_base.get(key):
             lines.append(
                 f"- ⚠ {_label(model, variant, primary)} is worse than "
-                f"{_label(BASE, variant, primary)} on {set_}: {_pct(cers[key]['cer'])} % vs "
-                f"{_pct(cers[(BASE, variant, set_)]['cer'])} %"
+                f"{_label(BASE, variant, primary)} on {set_}: {pct(cers[key]['cer'])} % vs "
+                f"{pct(cers[(BASE, variant, set_)]['cer'])} %"
             )
     for key in order:
         if flags.gate_failed.get(key):
@@ -273,13 +273,13 @@ def _compact_table(
             if res is None:
                 row.append("–")
                 continue
-            cell = _pct(res.get(field))
+            cell = pct(res.get(field))
             base = cers.get((BASE, variant, set_))
             if field == "cer" and model != BASE and base is not None:
                 cell += f" ({_fmt_rel(_rel_change(res['cer'], base['cer']))})"
             row.append(cell)
         body.append(row)
-    return _md_table(
+    return md_table(
         ["model", "variant", *(f"{s} CER %" for s in sets)],
         body,
         [False, False] + [True] * len(sets),
@@ -299,10 +299,10 @@ def _detail_table(cers: dict[Key, dict], order: list[Key]) -> str:
                 model,
                 variant,
                 set_,
-                _pct(res["cer"]),
+                pct(res["cer"]),
                 rel,
-                _pct(res.get("cer_whisper_finetune")),
-                _pct(res.get("cer_raw")),
+                pct(res.get("cer_whisper_finetune")),
+                pct(res.get("cer_raw")),
                 str(res["substitutions"]),
                 str(res["deletions"]),
                 str(res["insertions"]),
@@ -311,7 +311,7 @@ def _detail_table(cers: dict[Key, dict], order: list[Key]) -> str:
                 _fmt_float(res.get("audio_hours"), 2),
             ]
         )
-    return _md_table(
+    return md_table(
         [
             "model",
             "variant",
@@ -537,7 +537,7 @@ def _speed_section(speeds: dict[str, dict], rows: list[SpeedRow]) -> str:
                     else ")"
                 )
             )
-    table = _md_table(
+    table = md_table(
         [
             "run",
             "engine",
@@ -613,9 +613,9 @@ def _variants_section(
                 row.append("–")
             elif key in flags.delta_pts:
                 verdict = "over the gate ⚠" if flags.gate_failed[key] else "ok"
-                row.append(f"{_pct(cers[key]['cer'])} ({flags.delta_pts[key]:+.2f}, {verdict})")
+                row.append(f"{pct(cers[key]['cer'])} ({flags.delta_pts[key]:+.2f}, {verdict})")
             else:
-                row.append(_pct(cers[key]["cer"]))
+                row.append(pct(cers[key]["cer"]))
         e = _variant_speed(speeds, model, variant, primary)
         row += (
             [
@@ -628,7 +628,7 @@ def _variants_section(
             else ["–"] * 4
         )
         body.append(row)
-    table = _md_table(
+    table = md_table(
         ["model", "variant", *(f"{s} CER %" for s in sets), "batch", "seconds", "RTF", "speedup"],
         body,
         [False, False] + [True] * (len(sets) + 4),
@@ -667,7 +667,7 @@ def _checkpoint_section(states: dict[str, dict], runs: Mapping[str, dict]) -> st
                 _fmt_float(min(eval_losses), 4) if eval_losses else "n/a",
             ]
         )
-    return _md_table(
+    return md_table(
         [
             "run",
             "global step",
@@ -704,6 +704,7 @@ def _summary_md(
     primary: str,
     max_cer_delta: float,
     n_worst: int,
+    own_data: Mapping[str, str] | None = None,
 ) -> str:
     """summary.md: the CER tables and flags, then variants, speed and training where there are
     any."""
@@ -726,6 +727,16 @@ def _summary_md(
         _detail_table(cers, order),
         _normalization_lines(cers, order),
     ]
+    own_data = own_data or {}
+    if "corpora" in own_data:
+        parts += ["## Your own data: corpora", own_data["corpora"]]
+    if "longform" in own_data:
+        parts += ["## Held-out recordings, long-form", own_data["longform"]]
+    if "learning_curve" in own_data:
+        parts += [
+            "## Learning curve: own data vs held-out long-form CER",
+            own_data["learning_curve"],
+        ]
     if len({variant for _, variant in rows}) > 1:
         parts += [
             "## Export variants: CER and speed",
@@ -740,6 +751,33 @@ def _summary_md(
     return "\n\n".join(parts) + "\n"
 
 
+def _own_data_sections(
+    corpus_stats: Mapping[str, Path],
+    longform_files: Mapping[tuple[str, str], Path],
+    mix_files: Mapping[str, Path],
+    models: Sequence[str],
+    cers: dict[Key, dict],
+    primary: str,
+) -> dict[str, str]:
+    from whisperforge import report_corpora as rc
+    from whisperforge.files import read_json_object
+
+    sections: dict[str, str] = {}
+    if corpus_stats:
+        stats = {c: read_json_object(p, "corpus stats") for c, p in corpus_stats.items()}
+        sections["corpora"] = rc.corpora_section(stats)
+    if longform_files:
+        results = {k: read_json_object(p, "long-form result") for k, p in longform_files.items()}
+        main_test = {m: (cers.get((m, primary, "test")) or {}).get("cer") for m in models}
+        rows = rc.longform_rows(results, models, main_test)
+        sections["longform"] = rc.longform_section(rows)
+        mixes = {run: read_json_object(p, "mix facts") for run, p in mix_files.items()}
+        runs = [m for m in models if m != "base"]
+        mixes = {run: mixes.get(run, {}) for run in runs}
+        sections["learning_curve"] = rc.learning_curve_section(rc.learning_curve_rows(mixes, rows))
+    return sections
+
+
 def summarize(
     cer_files: Mapping[Key, Path],
     speed_files: Mapping[str, Path],
@@ -752,6 +790,9 @@ def summarize(
     fail_on_cer_delta: bool,
     models: Sequence[str] | None = None,
     sets: Sequence[str] | None = None,
+    corpus_stats: Mapping[str, Path] | None = None,
+    longform_files: Mapping[tuple[str, str], Path] | None = None,
+    mix_files: Mapping[str, Path] | None = None,
 ) -> None:
     """Write the summary files named in `out` (keys: summary_md, table_tsv, chart_png, speed_tsv,
     worst_tsv, runs_yaml) from the CER files keyed by (model, variant, set) (`eval_key`), the
@@ -764,6 +805,9 @@ def summarize(
     Models are shown base first, then runs alphabetically; sets train, dev, test, then the
     others alphabetically. `models` and `sets` override that order (e.g. eval.splits followed by
     the eval.sets names); CER files of other models or sets are left out.
+
+    The user's own data, where there is any (report_corpora.py): each corpus's stats.json,
+    longform.json per (model, corpus) and each mixed run's mix.json.
     """
     missing = [k for k in OUT_KEYS if k not in out]
     if missing:
@@ -791,6 +835,9 @@ def summarize(
             "raise eval.max_cer_delta or set eval.fail_on_cer_delta: false to report it only"
         )
 
+    own_data = _own_data_sections(
+        corpus_stats or {}, longform_files or {}, mix_files or {}, models, cers, primary
+    )
     table_rows = _table_rows(cers, order, flags)
     worst_rows = _worst_rows(cers, order)
     speed_rows = _speed_rows(speeds, primary)
@@ -807,6 +854,7 @@ def summarize(
         primary,
         max_cer_delta,
         len(worst_rows),
+        own_data,
     )
     chart = {(_label(m, v, primary), s): cers[(m, v, s)] for m, v, s in order}
 
