@@ -18,7 +18,13 @@ import yaml
 from helpers import copy_workflow, snakemake
 from test_train import inputs, tiny_settings, train_tiny  # noqa: F401 (inputs: a fixture)
 
-from whisperforge.checkpoints import checkpoint_problem, last_complete_checkpoint
+from whisperforge.checkpoints import (
+    FINGERPRINT_FILE,
+    changed_keys,
+    checkpoint_problem,
+    last_complete_checkpoint,
+    prepare_checkpoint_dir,
+)
 from whisperforge.tinymodel import build_tiny_whisper
 
 RUN = "resume-test"
@@ -142,3 +148,20 @@ def test_a_torn_checkpoint_resumes_through_finetune_from_the_previous_one(
     (aside,) = (tmp_path / "checkpoints").glob("torn-checkpoint-4-*")
     assert (aside / "optimizer.pt").is_file()  # moved whole
     assert checkpoint_problem(tmp_path / "checkpoints/checkpoint-4") is None  # written anew
+
+
+def test_checkpoints_from_before_the_divergence_keys_existed_are_resumed(trained, tmp_path, caplog):
+    """An upgrade adds train.divergence: checkpoints whose fingerprint lacks it still resume."""
+    checkpoints = shutil.copytree(trained / "checkpoints", tmp_path / "checkpoints")
+    marker = checkpoints / FINGERPRINT_FILE
+    current = json.loads(marker.read_text())
+    assert set(current["settings"]["divergence"]) == {"patience", "max_loss_factor"}
+    old = json.loads(marker.read_text())
+    del old["settings"]["divergence"]  # as the previous release wrote it
+    marker.write_text(json.dumps(old))
+    assert changed_keys(old, current) == ["divergence.max_loss_factor", "divergence.patience"]
+    caplog.set_level(logging.INFO)
+    assert prepare_checkpoint_dir(checkpoints, current) == str(checkpoints / "checkpoint-4")
+    assert "without effect on the weights: divergence.max_loss_factor" in caplog.text
+    assert json.loads(marker.read_text()) == current  # recorded: the next call has nothing new
+    assert not list(tmp_path.glob("checkpoints.replaced-*"))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -13,9 +15,11 @@ import torch
 import yaml
 from helpers import ROOT, record_of, speech_like
 from safetensors.torch import load_file
+from transformers import TrainerControl
 
 import whisperforge.train as train_module
 from whisperforge.config import run_settings, validate_config
+from whisperforge.divergence import DivergenceStop, TrainingDiverged
 from whisperforge.errors import WhisperforgeError
 from whisperforge.manifest import read_manifest, write_jsonl
 from whisperforge.memory import estimate_training_memory
@@ -288,3 +292,70 @@ def test_an_integration_without_its_package_names_the_key_and_the_package(
     with pytest.raises(WhisperforgeError, match=message):
         train_tiny(inputs, tmp_path, settings)
     assert not (tmp_path / "checkpoints").exists()  # refused before anything was written
+
+
+def test_a_diverging_run_stops_with_one_line_naming_the_step_and_writes_no_adapter(
+    inputs, tmp_path
+):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    # A learning rate of 1000 takes the tiny model's grad_norm to NaN at step 3, its loss at 4.
+    settings = tiny_settings(
+        learning_rate=1e3, warmup_steps=0, max_steps=12, report_to=["tensorboard"]
+    )
+    message = (
+        r"^training diverged at step (\d+): (loss|grad_norm) nan.* in a row since step (\d+) "
+        r"\(train.divergence.patience: 3\); lower train.learning_rate \(now 1000\) or change "
+        r"train.precision \(now fp32\); nothing was saved from step \3 on; earlier checkpoints "
+        r"stay in .*checkpoints$"
+    )
+    with pytest.raises(WhisperforgeError, match=message) as error:
+        train_tiny(inputs, tmp_path, settings)
+    found = re.match(message, str(error.value))
+    last_step, first_bad = int(found.group(1)), int(found.group(3))
+    assert last_step == first_bad + 2 <= 8, "three logged steps in a row, soon after it began"
+    assert not (tmp_path / "adapter").exists(), "the declared output stays absent"
+    saved = sorted(
+        int(p.name.split("-")[1]) for p in (tmp_path / "checkpoints").glob("checkpoint-*")
+    )
+    assert saved and max(saved) < first_bad, f"a checkpoint of the diverged weights: {saved}"
+    # The NaN steps reach TensorBoard as NaN (the Trainer's default filter would average them away).
+    curves = EventAccumulator(str(tmp_path / "tensorboard")).Reload()
+    grad_norms = [e.value for e in curves.Scalars("train/grad_norm")]
+    assert len(grad_norms) == last_step and any(math.isnan(g) for g in grad_norms), grad_norms
+
+
+def divergence_watch(precision: str = "fp32", factor: float | None = 10) -> DivergenceStop:
+    return DivergenceStop(
+        3, factor, learning_rate=1e-3, precision=precision, checkpoints=Path("ckpt")
+    )
+
+
+def feed(watch: DivergenceStop, logs: list[dict]) -> TrainerControl:
+    """Log each entry at its own step as the Trainer does: step end, then log."""
+    control = TrainerControl()
+    for step, entry in enumerate(logs, start=1):
+        state = SimpleNamespace(global_step=step)
+        control.should_save = True  # a saving step, as DefaultFlowCallback sets it
+        watch.on_step_end(None, state, control)
+        watch.on_log(None, state, control, logs=entry)
+    return control
+
+
+def test_a_loss_far_above_its_running_value_stops_the_run_and_a_finite_one_resets():
+    nan, inf = float("nan"), float("inf")
+    steady = [{"loss": 2.0, "grad_norm": 1.0}] * 3
+    with pytest.raises(TrainingDiverged, match=r"step 6: loss 50, 25x its running value 2 "):
+        feed(divergence_watch(), [*steady, *[{"loss": 50.0, "grad_norm": 3.0}] * 3])
+    # Two bad steps, then a good one: the streak starts again, and saving resumes.
+    control = feed(divergence_watch(), [*steady, {"loss": nan}, {"loss": 2.0, "grad_norm": inf}])
+    assert control.should_save is False  # no checkpoint while the run may be diverging
+    control = feed(divergence_watch(), [{"loss": nan}, {"loss": nan}, {"loss": 1.9}] * 3)
+    assert control.should_save is True
+    # Evaluation logs and the end-of-training summary carry no "loss": ignored.
+    feed(divergence_watch(), [{"eval_loss": nan}, {"train_loss": nan}] * 3)
+    # fp16: an inf grad_norm is the GradScaler skipping an overflowed step, not divergence.
+    feed(divergence_watch("fp16"), [{"loss": 2.0, "grad_norm": inf}] * 5)
+    with pytest.raises(TrainingDiverged, match=r"^training diverged at step 3: loss nan"):
+        feed(divergence_watch("fp16"), [{"loss": nan, "grad_norm": inf}] * 3)
+    feed(divergence_watch(factor=None), [*steady, *[{"loss": 50.0}] * 3])  # the factor off

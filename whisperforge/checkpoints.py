@@ -43,6 +43,9 @@ WEIGHT_NEUTRAL_KEYS = frozenset(
         "eval_max_utterances",
         "dataloader_num_workers",
         "report_to",
+        # When a diverged run stops (divergence.py), not what a run that goes on learns.
+        "divergence.patience",
+        "divergence.max_loss_factor",
     }
 )
 

@@ -40,6 +40,7 @@ from transformers import (
 
 from whisperforge.checkpoints import fingerprint, prepare_checkpoint_dir
 from whisperforge.dataset import Augment, SpeechCollator, speech_dataset
+from whisperforge.divergence import DivergenceStop, TrainingDiverged
 from whisperforge.errors import WhisperforgeError
 from whisperforge.files import write_json
 from whisperforge.gpu import pick_device, pick_precision
@@ -313,6 +314,9 @@ def training_arguments(
         num_train_epochs=settings["num_train_epochs"],
         max_steps=settings["max_steps"],
         logging_steps=settings["logging_steps"],
+        # NaN/inf losses logged as they are (the default averages them away), for TensorBoard
+        # and for DivergenceStop.
+        logging_nan_inf_filter=False,
         eval_strategy="steps",
         eval_steps=settings["eval_steps"],
         save_strategy="steps",
@@ -571,7 +575,17 @@ def train(job: dict[str, Any]) -> dict[str, Any]:
         timestamps=settings["timestamps"],
         feature_padding=settings["feature_padding"],
     )
-    callbacks: list[TrainerCallback] = [CurrentIntervals()]
+    divergence = settings["divergence"]
+    callbacks: list[TrainerCallback] = [
+        CurrentIntervals(),
+        DivergenceStop(
+            divergence["patience"],
+            divergence["max_loss_factor"],
+            learning_rate=settings["learning_rate"],
+            precision=plan.precision,
+            checkpoints=checkpoints,
+        ),
+    ]
     if settings["use_adalora"] and not full:
         callbacks.append(AdaLoraBudget(model))
     with tensorboard_logging_dir(tensorboard_dir(out_dir)):
@@ -585,7 +599,11 @@ def train(job: dict[str, Any]) -> dict[str, Any]:
             compute_metrics=cer_metric(processor) if args.predict_with_generate else None,
             callbacks=callbacks,
         )
-    result = trainer.train(resume_from_checkpoint=job["resume"])
+    try:
+        result = trainer.train(resume_from_checkpoint=job["resume"])
+    except TrainingDiverged:
+        flush_trackers(trainer)  # the NaN steps are the curves the user needs to see
+        raise
     final_eval = trainer.evaluate()
     log.info("final eval: %s", final_eval)
     summary = {
@@ -611,6 +629,15 @@ def train(job: dict[str, Any]) -> dict[str, Any]:
         summary["best_checkpoint"] = write_outputs(trainer, model, processor, out_dir, full)
         write_json(out_dir / "training_summary.json", summary)
     return summary
+
+
+def flush_trackers(trainer: Any) -> None:
+    """Write out what the TensorBoard callback holds (its on_train_end never comes)."""
+    from transformers.integrations import TensorBoardCallback
+
+    for callback in trainer.callback_handler.callbacks:
+        if isinstance(callback, TensorBoardCallback) and callback.tb_writer is not None:
+            callback.tb_writer.flush()
 
 
 def write_outputs(
