@@ -58,6 +58,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+# Offline before transformers or datasets are imported (the GPU machine has no network).
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 log = logging.getLogger("bench_gpu")
 
@@ -242,7 +245,9 @@ def install_hooks(label_tokens: int) -> None:
                 PROBE.estimate = keep_estimate(
                     model,
                     precision="bf16" if args.bf16 else "fp16" if args.fp16 else "fp32",
-                    gradient_checkpointing=args.activation_checkpointing,
+                    gradient_checkpointing=getattr(
+                        args, "activation_checkpointing", args.gradient_checkpointing
+                    ),
                     label_tokens=label_tokens,
                 )
             sync()
@@ -324,6 +329,9 @@ def train_one(
     }
     run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=ctx["work"]))
     row: dict[str, Any] = {**ctx["row_base"], **asdict(cfg), "status": OK, "note": ""}
+    cuda = ctx["device"] == "cuda"
+    # Left allocated by earlier configs (should be ~0); taken off this config's peak.
+    baseline = torch.cuda.memory_allocated() if cuda and torch.cuda.is_initialized() else 0
     t0 = time.perf_counter()
     summary: dict[str, Any] = {}
     reset_accelerate()
@@ -340,7 +348,8 @@ def train_one(
     except torch.cuda.OutOfMemoryError as e:
         row.update(status="out of memory", note=one_line(e)[:160])
     except Exception as e:  # a row per config whatever breaks; the sweep goes on
-        row.update(status="error", note=one_line(e))
+        refused = "by the memory model" in str(e)  # the preflight's refusal, before any step
+        row.update(status="refused by the preflight" if refused else "error", note=one_line(e))
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
         free_device()
@@ -368,6 +377,10 @@ def train_one(
     row["predicted_per_sample_gib"] = (
         round(estimate.per_sample_bytes / GiB, 3) if estimate else None
     )
+    if PROBE.peak_allocated is not None:
+        PROBE.peak_allocated -= baseline
+        PROBE.peak_reserved = (PROBE.peak_reserved or 0) - baseline
+    row["baseline_allocated_gib"] = round(baseline / GiB, 3) if cuda else None
     row["peak_allocated_gib"] = (
         round(PROBE.peak_allocated / GiB, 2) if PROBE.peak_allocated is not None else None
     )
@@ -808,10 +821,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-gpu-"))
     work.mkdir(parents=True, exist_ok=True)
-    # Offline, and every cache inside the work dir (the GPU machine is bare and has no network).
+    # Every cache inside the work dir (the GPU machine is bare).
     os.environ.update(
-        HF_HUB_OFFLINE="1",
-        HF_DATASETS_OFFLINE="1",
         HF_DATASETS_CACHE=str(work / "hf-datasets"),
         TOKENIZERS_PARALLELISM="false",
         OMP_WAIT_POLICY=os.environ.get("OMP_WAIT_POLICY", "PASSIVE"),
