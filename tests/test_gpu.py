@@ -52,6 +52,21 @@ def test_two_running_jobs_get_different_devices_and_release_them(tmp_path):
     third.wait()
 
 
+def test_a_device_held_by_a_killed_job_is_free_again(tmp_path):
+    job = claim(tmp_path, 600)
+    try:
+        assert job.stdout.readline().strip() == "0"
+        busy = claim(tmp_path, 0)
+        assert busy.stdout.readline().strip() == "1", "device 0 is held while the job lives"
+        busy.wait()
+    finally:
+        job.kill()  # SIGKILL (TerminateProcess on Windows): no clean-up code of the job's runs
+        job.wait()
+    after = claim(tmp_path, 0)
+    assert after.stdout.readline().strip() == "0", "the OS released the dead job's lock"
+    after.wait()
+
+
 def test_caller_chosen_devices_are_left_alone(tmp_path):
     job = claim(tmp_path, 0, {"CUDA_VISIBLE_DEVICES": "3"})
     assert job.stdout.readline().strip() == "3"

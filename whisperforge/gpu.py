@@ -4,25 +4,33 @@ Snakemake's `gpu` resource is only a counter: with `--resources gpu=2`, two trai
 both land on device 0. Each job claims as many free devices as its `gpu` resource says, with
 exclusive lock files held for its lifetime, and sets CUDA_VISIBLE_DEVICES before CUDA is
 initialized. A device list chosen by someone else (SLURM, the user) is left alone.
+
+The locks are `filelock`'s OS locks (flock on POSIX, msvcrt on Windows): the OS drops them when
+the process dies, however it dies, so a killed job never leaves a device claimed.
 """
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import math
 import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
-from typing import IO
+
+from filelock import FileLock, Timeout
 
 from whisperforge.errors import WhisperforgeError
 
 log = logging.getLogger(__name__)
 
-LOCK_DIR = Path(os.environ.get("WHISPERFORGE_GPU_LOCKS", "/tmp/whisperforge-gpu-locks"))
-_held: list[IO[str]] = []  # open lock files: released when the process exits
+LOCK_DIR = Path(
+    os.environ.get(
+        "WHISPERFORGE_GPU_LOCKS", str(Path(tempfile.gettempdir()) / "whisperforge-gpu-locks")
+    )
+)
+_held: list[FileLock] = []  # acquired locks: held until the process exits
 
 
 def visible_gpu_count() -> int:
@@ -57,13 +65,14 @@ def claim_gpu(
     for index in range(n_devices):
         if len(claimed) == count:
             break
-        handle = open(lock_dir / f"gpu{index}.lock", "w")  # noqa: SIM115 (held until exit)
+        # thread_local=False: the claim is the process's, not one thread's. No fallback to a
+        # "soft" lock (a file that exists), which a killed process would leave claimed forever.
+        lock = FileLock(lock_dir / f"gpu{index}.lock", thread_local=False, fallback_to_soft=False)
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
+            lock.acquire(timeout=0)  # non-blocking: a busy device is skipped, not waited for
+        except Timeout:
             continue
-        _held.append(handle)
+        _held.append(lock)
         claimed.append(index)
     if len(claimed) < count:
         busy = [i for i in range(n_devices) if i not in claimed][: count - len(claimed)]
