@@ -53,9 +53,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import whisperforge.transcribe as transcribe_module
 from whisperforge.aishell import extract_archive, read_wav_index
 from whisperforge.config import section_defaults
+from whisperforge.media import decode_recording
 from whisperforge.options import SubtitleOptions
 from whisperforge.subtitles import speech_clips, write_subtitles
-from whisperforge.transcribe import decode_recording
 
 RATE = 16000
 ROOT = Path(__file__).resolve().parent.parent

@@ -306,9 +306,10 @@ def test_a_model_that_never_stops_is_cut_at_the_clip_token_budget(tmp_path, lect
     from helpers import scale_weights
 
     from whisperforge.export import COPY_FILES
+    from whisperforge.media import decode_recording
     from whisperforge.subtitles import MAX_TOKENS_PER_S, _decode_clips, speech_clips
     from whisperforge.tinymodel import build_tiny_whisper
-    from whisperforge.transcribe import decode_recording, load_model
+    from whisperforge.transcribe import load_model
 
     scale_weights(build_tiny_whisper(tmp_path / "hf"), 4.0)
     TransformersConverter(str(tmp_path / "hf"), copy_files=list(COPY_FILES)).convert(

@@ -7,12 +7,12 @@ The workflow reads audio three ways:
   `audio.start_time`/`end_time` read only that stretch of a longer file (`clip_bounds`).
 * `whisperforge.transcribe.load_audio`: a manifest's clip for decoding (evaluation, export probe,
   speed): 16 kHz mono is read directly, other rates or channel counts go through faster-whisper.
-* `whisperforge.transcribe.decode_recording`: a user's own recording for subtitles, any container
-  PyAV decodes (wav/flac/mp3/m4a/mp4/mkv), with one-line errors for missing, empty or undecodable
-  files.
+* `whisperforge.media.decode_recording`: a user's own recording (subtitles, own-recordings
+  corpora), any container PyAV decodes (wav/flac/mp3/m4a/mp4/mkv), with one-line errors for
+  missing, empty or undecodable files.
 
 The last two need faster-whisper, which the training environment (envs/train.yaml) does not have,
-so they live with the rest of the faster-whisper runtime. numpy and soundfile are imported where
+so they live in modules of their own. numpy and soundfile are imported where
 they are used, so that the Snakemake rules can import modules that import `SAMPLE_RATE` without
 the audio stack (`--sdm conda`).
 """

@@ -287,8 +287,8 @@ def prepare_recording(
 ) -> dict[str, Any]:
     """Run the whole recording step (module doc); `outputs`: wav, windows, report, rejected,
     info, reference. Returns the recording's facts (also in `info`)."""
+    from whisperforge.media import decode_recording
     from whisperforge.segment_check import TextFit, fit_margins
-    from whisperforge.transcribe import decode_recording
 
     audio_path, subtitle_path = Path(recording["audio"]), Path(recording["subtitles"])
     audio = decode_recording(audio_path)

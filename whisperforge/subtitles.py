@@ -240,7 +240,7 @@ def transcribe_recording(
     model, audio_path: str | Path, opts: SubtitleOptions
 ) -> tuple[list[Cue], float]:
     """`transcribe_to_cues`'s cues and the recording's length in seconds."""
-    from whisperforge.transcribe import decode_recording
+    from whisperforge.media import decode_recording
 
     path = Path(audio_path)
     audio = decode_recording(path)
