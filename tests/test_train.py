@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -359,3 +362,49 @@ def test_a_loss_far_above_its_running_value_stops_the_run_and_a_finite_one_reset
     with pytest.raises(TrainingDiverged, match=r"^training diverged at step 3: loss nan"):
         feed(divergence_watch("fp16"), [{"loss": nan, "grad_norm": inf}] * 3)
     feed(divergence_watch(factor=None), [*steady, *[{"loss": 50.0}] * 3])  # the factor off
+
+
+TRAIN_IN_A_FRESH_INTERPRETER = """
+import json, sys
+from whisperforge.train import finetune
+j = json.loads(open(sys.argv[1]).read())
+finetune(j["base"], j["train"], j["dev"], "adapter", "checkpoints", j["settings"], threads=1)
+"""
+
+
+def test_two_clean_builds_with_different_hash_seeds_write_the_same_adapter_bytes(inputs, tmp_path):
+    base, train, dev = inputs
+    job = tmp_path / "job.json"
+    job.write_text(
+        json.dumps(
+            {"base": str(base), "train": str(train), "dev": str(dev), "settings": tiny_settings()}
+        )
+    )
+    builds = {}
+    for seed in ("1", "2"):  # PEFT's target_modules set iterates in hash-seed order
+        workdir = tmp_path / f"build-{seed}"
+        workdir.mkdir()
+        env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(ROOT)}
+        # Relative paths, as the rules pass them from the workflow directory.
+        subprocess.run(
+            [sys.executable, "-c", TRAIN_IN_A_FRESH_INTERPRETER, str(job)],
+            cwd=workdir,
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        adapter = workdir / "adapter"
+        builds[seed] = {
+            str(p.relative_to(adapter)): p.read_bytes() for p in adapter.rglob("*") if p.is_file()
+        }
+    first, second = builds.values()
+    assert "checkpoint-final/adapter_config.json" in first and "trainer_state.json" in first
+    assert first.keys() == second.keys()
+    differ = sorted(name for name in first if first[name] != second[name])
+    assert not differ, f"differ between two clean builds: {differ}"
+    config = json.loads(first["checkpoint-final/adapter_config.json"])
+    assert config["target_modules"] == sorted(config["target_modules"])
+    state = json.loads(first["trainer_state.json"])
+    assert not [k for e in state["log_history"] for k in e if k.endswith("_runtime")]
+    timings = json.loads((tmp_path / "build-1/training_timings.json").read_text())
+    assert timings["train_runtime_s"] > 0  # kept beside the declared output, not lost

@@ -13,6 +13,7 @@ streamed (`settings["streaming"]`, from config `data.streaming`). Training curve
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib.util
 import json
 import logging
@@ -42,7 +43,7 @@ from whisperforge.checkpoints import fingerprint, prepare_checkpoint_dir
 from whisperforge.dataset import Augment, SpeechCollator, speech_dataset
 from whisperforge.divergence import DivergenceStop, TrainingDiverged
 from whisperforge.errors import WhisperforgeError
-from whisperforge.files import write_json
+from whisperforge.files import atomic_path, write_json
 from whisperforge.gpu import pick_device, pick_precision
 from whisperforge.hfdata import ManifestScan, load_manifest, scan_manifest
 
@@ -450,8 +451,10 @@ def finetune(
     Adapters (default): `checkpoint-best/`, `checkpoint-final/` (PEFT adapters),
     `trainer_state.json`. Full fine-tune (`settings["full_finetune"]`): a complete HF model dir
     (best checkpoint's weights, processor files) plus `trainer_state.json`. Both with
-    `training_summary.json` (device, precision, batch split, steps, timings). With
-    `tensorboard` in `settings["report_to"]`, event files go to `tensorboard_dir(out_dir)`.
+    `training_summary.json` (device, precision, batch split, steps). The same training writes the
+    same bytes there whatever the hash seed or the machine's speed: wall-clock facts go to
+    `timings_file(out_dir)` beside it (the returned summary has them too). With `tensorboard` in
+    `settings["report_to"]`, event files go to `tensorboard_dir(out_dir)`.
     """
     base_dir, out_dir, checkpoints = Path(base_dir), Path(out_dir), Path(checkpoints)
     if not (base_dir / "config.json").is_file():
@@ -621,14 +624,58 @@ def train(job: dict[str, Any]) -> dict[str, Any]:
         "best_metric": trainer.state.best_metric,
         "eval_utterances": len(dev_data),
         "streaming": streaming,
-        "final_eval": final_eval,
+        "final_eval": without_timings(final_eval),
+    }
+    # How long it took and how much memory was free: true of this run on this machine, not of
+    # the adapter, whose folder is then the same bytes on every build (timings_file).
+    timings = {
         "train_runtime_s": result.metrics.get("train_runtime"),
         "train_samples_per_second": result.metrics.get("train_samples_per_second"),
+        "final_eval": {k: v for k, v in final_eval.items() if is_timing(k)},
+        "memory_budget_gb": summary.pop("memory_budget_gb", None),
     }
+    log.info("timings: %s", timings)
     if trainer.is_world_process_zero():
         summary["best_checkpoint"] = write_outputs(trainer, model, processor, out_dir, full)
         write_json(out_dir / "training_summary.json", summary)
-    return summary
+        write_json(timings_file(out_dir), timings)
+    return {**summary, **{k: v for k, v in timings.items() if k != "final_eval"}}
+
+
+TIMING_SUFFIXES = ("_runtime", "_per_second")  # the Trainer's wall-clock metrics
+
+
+def is_timing(key: str) -> bool:
+    return key.endswith(TIMING_SUFFIXES)
+
+
+def without_timings(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in metrics.items() if not is_timing(k)}
+
+
+def timings_file(out_dir: Path) -> Path:
+    """Wall-clock facts beside the declared output: `results/models/<run>/training_timings.json`."""
+    return out_dir.parent / "training_timings.json"
+
+
+def write_adapter_config(adapter_dir: Path) -> None:
+    """PEFT keeps `target_modules` as a set, saved in hash-seed order: save it sorted."""
+    path = adapter_dir / "adapter_config.json"
+    config = json.loads(path.read_text(encoding="utf-8"))
+    if isinstance(config.get("target_modules"), list):
+        config["target_modules"] = sorted(config["target_modules"])
+    # PEFT's own layout (indent 2, sorted keys), so only the order of that list changes.
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(config, indent=2, sort_keys=True), encoding="utf-8")
+
+
+def write_trainer_state(state: Any, path: Path) -> None:
+    """The trainer state without the wall-clock metrics in its log history (timings_file has
+    them): the loss curves and steps, the same bytes for the same training."""
+    record = dataclasses.asdict(state)
+    record["log_history"] = [without_timings(entry) for entry in record["log_history"]]
+    with atomic_path(path) as tmp:  # the Trainer's own layout (save_to_json)
+        tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def flush_trackers(trainer: Any) -> None:
@@ -658,12 +705,18 @@ def write_outputs(
                 best,
                 out_dir / "checkpoint-best",
                 dirs_exist_ok=True,
-                ignore=shutil.ignore_patterns("optimizer.pt", "scheduler.pt", "rng_state*"),
+                # Resume state, and the checkpoint's trainer state (its timings; the run's
+                # trainer_state.json is beside it).
+                ignore=shutil.ignore_patterns(
+                    "optimizer.pt", "scheduler.pt", "rng_state*", "scaler.pt", "trainer_state.json"
+                ),
             )
         else:
             log.info("no evaluation beat another: checkpoint-best = checkpoint-final")
             shutil.copytree(out_dir / "checkpoint-final", out_dir / "checkpoint-best")
-    trainer.state.save_to_json(str(out_dir / "trainer_state.json"))
+        for adapter in ("checkpoint-final", "checkpoint-best"):
+            write_adapter_config(out_dir / adapter)
+    write_trainer_state(trainer.state, out_dir / "trainer_state.json")
     return Path(best).name if best else None
 
 
