@@ -28,6 +28,13 @@ if TYPE_CHECKING:
     import numpy as np
 
 SAMPLE_RATE = 16000  # Whisper's input rate, everywhere in the workflow
+FRAMES_PER_S = 100  # Whisper's log-mel hop: 10 ms
+
+
+def audio_frames(n_samples: int) -> int:
+    """How many log-mel frames of a clip of `n_samples` hold its audio, as faster-whisper counts
+    them (one per 10 ms hop, plus the frame centred on the last sample); the rest is padding."""
+    return n_samples * FRAMES_PER_S // SAMPLE_RATE + 1
 
 
 def clip_bounds(audio: dict) -> tuple[float | None, float | None]:

@@ -19,11 +19,16 @@ import datasets
 import numpy as np
 import torch
 
-from whisperforge.audio import SAMPLE_RATE, clip_bounds, read_training_audio
+from whisperforge.audio import (
+    FRAMES_PER_S,
+    SAMPLE_RATE,
+    audio_frames,
+    clip_bounds,
+    read_training_audio,
+)
 from whisperforge.errors import WhisperforgeError
 
 MAX_LABEL_TOKENS = 448  # Whisper's decoder positions
-FRAMES_PER_S = 100  # Whisper's log-mel hop: 10 ms
 # Log-mels are cached in memory when no augmentation changes the audio between epochs and the set
 # is small (a 30 s log-mel of 80 bins is ~1 MB): the demo's epochs then cost only the model.
 # A time shift is applied to the cached log-mel, so it keeps the cache.
@@ -107,12 +112,6 @@ def add_noise(audio: np.ndarray, noise_dir: str, snr_db: float, rng: random.Rand
 # on the latter (the demo's LoRA model: 41 % CER on its training clips in transformers, 566 %
 # through faster-whisper).
 FEATURE_PADDINGS = ("transformers", "faster-whisper")
-
-
-def audio_frames(n_samples: int) -> int:
-    """How many log-mel frames of a clip of `n_samples` hold its audio, as faster-whisper counts
-    them (one per 10 ms hop, plus the frame centred on the last sample); the rest is padding."""
-    return n_samples * FRAMES_PER_S // SAMPLE_RATE + 1
 
 
 def shift_features(features: np.ndarray, frames: int, audio_frames: int) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 `demo/lectures/` holds three "lectures" read by one "teacher" (an espeak-ng voice that neither
 demo archive has, lower and slower than all of them, as an accent a base model has not heard),
-each minutes long with pauses, a stretch of music, a stretch of silence and, in lecture02, an
+about a minute or two long each, with pauses, a stretch of music, a stretch of silence and, in lecture02, an
 aside nobody subtitled. Their subtitle files carry the faults real ones have:
 
 - lecture01.srt: traditional characters, full-width spaces for punctuation, a sound note
@@ -27,7 +27,7 @@ from whisperforge.audio import SAMPLE_RATE, read_training_audio
 from whisperforge.demodata import SENTENCES, Voice, synthesize
 from whisperforge.subtitle_files import timestamp
 
-TEACHER = Voice("aunty", pitch=38, speed=150)
+TEACHER = Voice("john", pitch=45, speed=160)
 SHIFT_S = 0.4  # lecture02's subtitles are this late
 WRONG_CUE = ("lecture02", 5)  # (lecture, cue number) whose text is another sentence's
 MUSIC_S, SILENCE_S = 3.0, 4.0
