@@ -79,7 +79,13 @@ rule corpus_recording:
         report="results/manifests/corpora/{corpus_name}/recordings/{recording}.tsv",
         info="results/manifests/corpora/{corpus_name}/recordings/{recording}.json",
         reference="results/manifests/corpora/{corpus_name}/recordings/{recording}.reference.json",
-        rejected="results/manifests/corpora/{corpus_name}/{recording}.rejected.srt",
+        rejected=report(
+            "results/manifests/corpora/{corpus_name}/{recording}.rejected.srt",
+            category="Your own data",
+            subcategory="{corpus_name}",
+            labels={"recording": "{recording}", "figure": "rejected cues"},
+            caption="../report/rejected.rst",
+        ),
     log:
         "logs/corpora/{corpus_name}/{recording}.log",
     benchmark:
@@ -119,24 +125,51 @@ rule corpus_split:
         "../scripts/corpus_split.py"
 
 
+def model_subtitles(corpus):
+    """{recording: the model's subtitles of it} for recordings the subtitles step has written
+    subtitles for (subtitles.model): the corpus's file for them is that output, corrected.
+    """
+    out = {}
+    for name, facts in sorted(RECORDINGS[corpus].items()):
+        srt = Path(
+            f"results/subtitles/{config['subtitles']['model']}/{Path(facts['audio']).name}.srt"
+        )
+        if srt.is_file():
+            out[name] = str(srt)
+    return out
+
+
 rule corpus_report:
     input:
         infos=lambda wc: recording_files(wc.corpus_name, "info"),
         reports=lambda wc: recording_files(wc.corpus_name, "report"),
         rejected=lambda wc: recording_files(wc.corpus_name, "rejected"),
+        # not an input of training: a new best model's subtitles recount, never retrain
+        model_subtitles=lambda wc: list(model_subtitles(wc.corpus_name).values()),
     output:
-        report="results/manifests/corpora/{corpus_name}/report.tsv",
+        report=report(
+            "results/manifests/corpora/{corpus_name}/report.tsv",
+            category="Your own data",
+            subcategory="{corpus_name}",
+            labels={"recording": "all", "figure": "every cue: kept or why not"},
+            caption="../report/corpus_report.rst",
+        ),
         stats="results/manifests/corpora/{corpus_name}/stats.json",
     log:
         "logs/corpora/{corpus_name}/report.log",
     wildcard_constraints:
         corpus_name="|".join(re.escape(c) for c in RECORDING_CORPORA) or "^$",
     conda:
-        "../envs/data.yaml"
+        "../envs/evaluate.yaml"
     params:
         recordings=lambda wc: sorted(RECORDINGS[wc.corpus_name]),
         splits=lambda wc: {
             name: facts["split"] for name, facts in RECORDINGS[wc.corpus_name].items()
+        },
+        corrected=lambda wc: list(model_subtitles(wc.corpus_name)),
+        subtitles=lambda wc: {
+            name: facts["subtitles"]
+            for name, facts in RECORDINGS[wc.corpus_name].items()
         },
         code=code_digest("corpus_report.py"),
     script:

@@ -38,9 +38,9 @@ FAST = {
     "eval": {"speed_utterances": 3},
 }
 CONFIGS = ["config.yaml", "profiles/demo/demo.yaml", "fast.yaml"]
-RUNS = ["lora", "lora-r8"]
+RUNS = ["lectures", "lora", "lora-r8"]  # `lectures`: the demo profile's mix of AISHELL and lectures
 QUANTIZATIONS = ["float16", "int8"]  # the demo profile's export.quantizations
-SETS = ["train", "test", "base_voice"]  # its eval.splits, then its eval.sets
+SETS = ["train", "test", "base_voice", "lectures"]  # eval.splits, eval.sets, the corpus's test
 
 
 def demo_args(*extra_configs: str) -> list[str]:
@@ -79,9 +79,10 @@ def test_demo_dag_builds_every_artifact(demo):
         for name in ("model.bin", "tokenizer.json", "preprocessor_config.json"):
             assert (ct2 / name).is_file(), f"{ct2}/{name} missing"
         provenance = json.loads((demo / "results/models" / model / "provenance.json").read_text())
+        mixed = {f"results/manifests/runs/{model}/{s}.jsonl" for s in ("train", "dev")}
         assert set(provenance["data"]["manifests_sha256"]) == {
             f"results/manifests/{split}.jsonl" for split in ("train", "dev", "test")
-        }
+        } | (mixed if model == "lectures" else set())
         assert provenance["data"]["archive_md5"] == "5b906130667ff8e085ed82802b2fcaf6"
     assert "lora" in (demo / "results/summary.md").read_text()
 
@@ -168,7 +169,8 @@ def test_ct2_export_transcribes_like_the_merged_model(demo):
     from faster_whisper import WhisperModel
     from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
-    from whisperforge.dataset import audio_frames, load_audio
+    from whisperforge.audio import audio_frames
+    from whisperforge.audio import read_training_audio as load_audio
 
     run_dir = demo / "results/models/lora"
     processor = WhisperProcessor.from_pretrained(run_dir / "merged")
@@ -382,3 +384,206 @@ def test_streaming_trains_the_demo_run_to_the_same_step_count(demo, tmp_path):
     )
     losses = train_losses(streamed / adapter / "trainer_state.json")
     assert losses[-1] < losses[0], losses
+
+
+# --- your own recordings: the demo's lectures corpus and the run that mixes it in -------------
+
+CORPUS = "results/manifests/corpora/lectures"
+
+
+def lecture_info(demo: Path, name: str) -> dict:
+    return json.loads((demo / f"{CORPUS}/recordings/{name}.json").read_text())
+
+
+def training_manifests(demo: Path) -> list[Path]:
+    return [
+        demo / "results/manifests/train.jsonl",
+        demo / f"{CORPUS}/train.jsonl",
+        demo / f"{CORPUS}/dev.jsonl",
+        *(
+            demo / "results/manifests/runs" / run / f"{s}.jsonl"
+            for run in RUNS
+            for s in ("train", "dev")
+        ),
+    ]
+
+
+def test_the_shifted_lecture_is_moved_back_within_a_tenth_of_a_second(demo):
+    from whisperforge.demolectures import SHIFT_S
+
+    assert lecture_info(demo, "lecture02")["offset_s"] == pytest.approx(-SHIFT_S, abs=0.1)
+    assert lecture_info(demo, "lecture02")["timing"]["applied"] is True
+    for name in ("lecture01", "lecture03"):  # on time: left alone
+        assert lecture_info(demo, name)["offset_s"] == 0.0
+
+
+def test_the_wrong_cue_is_rejected_where_the_user_can_see_it_and_trained_on_nowhere(demo):
+    import csv
+
+    import srt
+
+    from whisperforge.demolectures import WRONG_CUE
+
+    name, number = WRONG_CUE
+    rejected = list(srt.parse((demo / f"{CORPUS}/{name}.rejected.srt").read_text()))
+    wrong = next(c for c in rejected if c.index == number)
+    assert "text does not fit its audio" in wrong.content
+    with (demo / f"{CORPUS}/report.tsv").open() as f:
+        row = next(
+            r
+            for r in csv.DictReader(f, delimiter="\t")
+            if (r["recording"], r["cue"]) == (name, str(number))
+        )
+    assert row["status"].startswith("text does not fit its audio")
+    # Its text is another lecture's sentence: no window of lecture02 may carry it.
+    for manifest in training_manifests(demo):
+        for record in read_jsonl(manifest):
+            if record.get("recording") == name:
+                assert row["label"] not in record["sentence"], (manifest, record["id"])
+
+
+def test_nine_in_ten_correct_cues_reach_training_and_the_long_cue_does_not(demo):
+    from whisperforge.demolectures import LECTURES, WRONG_CUE
+
+    with (demo / f"{CORPUS}/report.tsv").open() as f:
+        import csv
+
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    train = {lec.name for lec in LECTURES if lec.name != "lecture03"}
+    correct = [
+        r
+        for r in rows
+        if r["recording"] in train
+        and r["label"]
+        and (r["recording"], r["cue"]) != (WRONG_CUE[0], str(WRONG_CUE[1]))
+        and not r["status"].startswith("longer than")
+    ]
+    kept = [r for r in correct if r["status"] == "kept"]
+    assert len(correct) >= 20 and len(kept) >= 0.9 * len(correct), (len(kept), len(correct))
+    assert any(
+        r["status"].startswith("longer than 10 s") for r in rows
+    )  # lecture02's run of sentences
+    trained = " ".join(r["sentence"] for r in read_jsonl(demo / f"{CORPUS}/train.jsonl"))
+    for r in kept:
+        assert r["label"] in trained, r
+
+
+def test_no_window_of_the_held_out_lecture_is_trained_on(demo):
+    test = read_jsonl(demo / f"{CORPUS}/test.jsonl")
+    assert test and {r["recording"] for r in test} == {"lecture03"}
+    assert all(r["sentence"] for r in test)  # no-speech windows only for training
+    for manifest in training_manifests(demo):
+        assert all(r.get("recording") != "lecture03" for r in read_jsonl(manifest)), manifest
+    windows = read_jsonl(demo / f"{CORPUS}/train.jsonl")
+    assert any(r["sentence"] == "" for r in windows)  # silence is learnt as silence
+    for r in windows:  # slices of the 16 kHz copy, at most the corpus's window
+        assert r["audio"]["end_time"] - r["audio"]["start_time"] <= 10.0
+        assert r["audio"]["path"].startswith("results/data/corpora/lectures/")
+
+
+def test_the_mixed_run_trains_on_both_corpora_and_the_aishell_run_is_untouched(demo, tmp_path):
+    mix = json.loads((demo / "results/manifests/runs/lectures/mix.json").read_text())
+    lectures = read_jsonl(demo / f"{CORPUS}/train.jsonl")
+    assert mix["lectures"]["samples_per_epoch"] == 2 * len(lectures)  # weight 2
+    assert mix["aishell"]["samples_per_epoch"] == len(
+        read_jsonl(demo / "results/manifests/train.jsonl")
+    )
+    assert len(read_jsonl(demo / "results/manifests/runs/lectures/train.jsonl")) == sum(
+        m["samples_per_epoch"] for m in mix.values()
+    )
+    # The demo without the corpus and its run: the AISHELL-only run has nothing to redo.
+    demo_yaml = yaml.safe_load((demo / "profiles/demo/demo.yaml").read_text())
+    del demo_yaml["data"]["corpora"]
+    del demo_yaml["runs"]["lectures"]
+    overlay(demo, "no_corpora.yaml", demo_yaml)
+    args = [
+        "--workflow-profile",
+        "profiles/demo",
+        "--configfile",
+        "config.yaml",
+        "no_corpora.yaml",
+        "fast.yaml",
+    ]
+    planned = jobs_planned(demo, *args)
+    assert not {"finetune", "merge", "export_ct2", "pretrain_base"} & set(planned), planned
+
+
+def test_every_model_is_judged_on_the_whole_held_out_lecture_and_the_mixed_run_wins(demo):
+    longform = {
+        m: json.loads((demo / f"results/eval/{m}/lectures/longform.json").read_text())
+        for m in ["base", *RUNS]
+    }
+    cer = {m: r["longform"]["cer"] for m, r in longform.items()}
+    assert set(longform["base"]["recordings"]) == {"lecture03"}
+    assert cer["lectures"] < cer["base"] and cer["lectures"] < cer["lora"], cer
+    summary = (demo / "results/summary.md").read_text()
+    for needle in (
+        "Held-out recordings, long-form",
+        "Learning curve",
+        "lecture02.rejected.srt",
+        "hours kept",
+    ):
+        assert needle in summary, needle
+
+
+def linked_copy(demo: Path, dest: Path) -> Path:
+    """The demo build as hard links (same mtimes, no copying); edit files only by replacing them."""
+    shutil.copytree(demo, dest, copy_function=os.link, symlinks=True)
+    return dest
+
+
+def replace_text(path: Path, text: str) -> None:
+    path.unlink()  # never write through a hard link into the shared build
+    path.write_text(text, encoding="utf-8")
+
+
+def test_the_loop_subtitle_correct_retrain_rebuilds_only_what_the_correction_reaches(
+    demo, tmp_path
+):
+    import csv
+
+    import srt
+
+    from whisperforge.demodata import SENTENCES
+    from whisperforge.demolectures import LECTURES, WRONG_CUE
+
+    loop = linked_copy(demo, tmp_path / "loop")
+    # 1. Subtitle a recording with the best model: .srt and the review queue, least sure first.
+    (loop / "inputs").mkdir()
+    os.link(loop / "demo/lectures/lecture02.flac", loop / "inputs/lecture02.flac")
+    model_srt = "results/subtitles/best/lecture02.flac.srt"
+    snakemake(loop, model_srt, *demo_args())
+    with (loop / "results/subtitles/best/lecture02.flac.review.tsv").open() as f:
+        review = list(csv.DictReader(f, delimiter="\t"))
+    assert len(review) == len(list(srt.parse((loop / model_srt).read_text())))
+    sure = [float(r["avg_logprob"]) for r in review]
+    assert sure == sorted(sure), "least sure first"
+
+    # 2. A person corrects the lecture's subtitles (here: the cue that had another sentence).
+    name, number = WRONG_CUE
+    spoken = next(lec for lec in LECTURES if lec.name == name).parts[number - 1].sentences[0]
+    subtitles = loop / f"demo/lectures/{name}.srt"
+    cues = list(srt.parse(subtitles.read_text(encoding="utf-8")))
+    cues[number - 1].content = "".join(SENTENCES[spoken].split())
+    replace_text(subtitles, srt.compose(cues, reindex=False))
+
+    # 3. The rerun: that recording, the train split, the mixed run and what follows it; never
+    # the AISHELL-only runs, the test split, or base.
+    proc = snakemake(loop, "-n", *demo_args())
+    planned = jobs_planned(loop, *demo_args())
+    assert planned.get("corpus_recording") == 1 and planned.get("corpus_split") == 1, planned
+    assert planned.get("finetune") == 1 and planned.get("mix_run") == 1, planned
+    assert "pretrain_base" not in planned and "build_manifests" not in planned, planned
+    assert "recording=lecture02" in proc.stdout and "recording=lecture01" not in proc.stdout
+    assert "run=lectures" in proc.stdout and "run=lora" not in proc.stdout
+    assert "split=test" not in proc.stdout.split("rule corpus_split")[1].split("rule ")[0]
+    for line in proc.stdout.splitlines():
+        if line.strip().startswith("wildcards:") and "model=" in line:
+            assert "model=lectures" in line, line  # only the retrained model is re-evaluated
+
+    # 4. The correction is counted: the model's subtitles against the corrected file.
+    snakemake(loop, f"{CORPUS}/stats.json", *demo_args())
+    stats = json.loads((loop / f"{CORPUS}/stats.json").read_text())
+    correction = stats["recordings"][name]["correction"]
+    assert correction["model_subtitles"] == model_srt
+    assert correction["cer"] > 0 and correction["chars_changed"] > 0

@@ -260,10 +260,12 @@ def gather_report(
     rejected: Mapping[str, str | Path],
     out_report: str | Path,
     out_stats: str | Path,
+    corrections: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The corpus's report.tsv (every recording's rows under one header) and stats.json: per
     recording its facts (cues, hours in and kept, dropped by reason, offset applied), and
-    totals per split."""
+    totals per split. `corrections`: for recordings whose subtitle file is the workflow's own
+    output corrected by a person, how much was changed (longform.correction_of_files)."""
     from whisperforge.files import write_json, write_text
 
     lines: list[str] = []
@@ -275,6 +277,8 @@ def gather_report(
     for name, path in infos.items():
         facts = json.loads(Path(path).read_text(encoding="utf-8"))
         recordings[name] = {**facts, "split": splits[name], "rejected_srt": str(rejected[name])}
+        if corrections and name in corrections:
+            recordings[name]["correction"] = dict(corrections[name])
     totals: dict[str, Any] = {}
     for split in SPLITS:
         members = [r for r in recordings.values() if r["split"] == split]

@@ -1,9 +1,9 @@
 """The demo's own recordings: synthetic lectures with subtitle files that have real faults.
 
-`demo/lectures/` holds three "lectures" read by one "teacher" (an espeak-ng voice that neither
-demo archive has, lower and slower than all of them, as an accent a base model has not heard),
-about a minute or two long each, with pauses, a stretch of music, a stretch of silence and, in lecture02, an
-aside nobody subtitled. Their subtitle files carry the faults real ones have:
+`demo/lectures/` holds three "lectures" read by one "teacher" (an espeak-ng male voice that
+neither demo archive has: the demo's base model is weak on it, as a real base model is on a
+strong accent), a minute or two long each, with pauses, a stretch of music, a stretch of silence
+and, in lecture02, an aside nobody subtitled. Their subtitle files carry the faults real ones have:
 
 - lecture01.srt: traditional characters, full-width spaces for punctuation, a sound note
   (`[音乐]`) over the music, `（笑）`, italics markup, a speaker dash;

@@ -568,3 +568,13 @@ def combine(results: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
         "audio_s": round(sum(r["audio_s"] for r in results.values()), 3),
         "recordings": dict(results),
     }
+
+
+def correction_of_files(model_srt: str | Path, corrected: str | Path) -> dict[str, Any]:
+    """`correction_cer` of the model's subtitle file against the person's corrected one."""
+    from whisperforge.subtitle_files import read_subtitles
+
+    def cues(path: str | Path) -> list[Cue]:
+        return [Cue(c.start, c.end, c.text) for c in read_subtitles(path)]
+
+    return {"model_subtitles": str(model_srt), **correction_cer(cues(model_srt), cues(corrected))}

@@ -5,9 +5,10 @@ fine-tune: a correct cue on an accented voice can decode at 50 % CER while a wro
 near 100 %, so a free-running CER cut would throw away good data or keep bad. Instead the model
 scores the *given* text (teacher-forced, mean log-probability per token, end of text included)
 against the cue's own audio and against the audio of other cues of the same recording (its
-neighbours first, then a seeded draw). A text that belongs to its audio fits it better than it fits
-other audio on average, by a margin, however weak the model is on the voice; a wrong text fits its own audio
-no better than any other, and a cue shifted onto its neighbour's sentence fits the neighbour best.
+neighbours first, then a seeded draw). A text that belongs to its audio fits it better than it
+fits other audio on average, by a margin, however weak the model is on the voice; a wrong text
+fits its own audio no better than any other, and a cue shifted onto its neighbour's sentence fits
+the neighbour best.
 """
 
 from __future__ import annotations
