@@ -185,7 +185,9 @@ def all_targets():
         "results/manifests/hf",
         *expand("results/manifests/corpora/{name}/stats.json", name=CORPORA),
         *expand(
-            "results/eval/{model}/{name}/longform.json", model=MODELS, name=LONGFORM_SETS
+            "results/eval/{model}/{name}/longform.json",
+            model=MODELS,
+            name=LONGFORM_SETS,
         ),
         *SUBTITLE_TARGETS,
         *HUB_TARGETS,

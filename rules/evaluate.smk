@@ -133,7 +133,9 @@ rule summarize:
         states=expand("results/models/{run}/adapter", run=RUNS),
         corpus_stats=expand("results/manifests/corpora/{name}/stats.json", name=CORPORA),
         longform=lambda wc: expand(
-            "results/eval/{model}/{name}/longform.json", model=MODELS, name=LONGFORM_SETS
+            "results/eval/{model}/{name}/longform.json",
+            model=MODELS,
+            name=LONGFORM_SETS,
         ),
         mixes=expand("results/manifests/runs/{run}/mix.json", run=MIXED_RUNS),
     output:
@@ -193,11 +195,7 @@ rule summarize:
 # the user will use the model (VAD, the primary CT2 export, faster-whisper), and scored against
 # its checked cues: CER over the recording, loops, long deletions, text where the reference has
 # none, start-time error, subtitle conventions (whisperforge/longform.py).
-LONGFORM_SETS = [
-    name
-    for name in CORPUS_SETS
-    if name in RECORDINGS
-]
+LONGFORM_SETS = [name for name in CORPUS_SETS if name in RECORDINGS]
 
 
 rule longform:
