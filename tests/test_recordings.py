@@ -94,3 +94,85 @@ def test_rejected_srt_has_the_files_own_times_numbers_and_reasons():
         text == "7\n00:01:01,500 --> 00:01:03,000\n"
         "[text does not fit its audio (margin -0.20 < 0.3)] 别的 / 句子\n"
     )
+
+
+# --- the whole recording step on a real (tiny) seed model -----------------------------------
+
+SETTINGS = {
+    "script": "simplified",
+    "max_audio_s": 30.0,
+    "no_speech_fraction": 0.5,
+    "unsubtitled_speech_s": 0.5,
+    "offset": {"max_s": 2.0, "min_gain": 0.02},
+    "check": {"model": "base", "others": 3, "min_margin": 0.1},
+    "split_seed": 0,
+}
+
+
+def lecture(tmp_path, name: str, srt_text: str, seconds: float = 12.0):
+    import soundfile
+    from helpers import speech_like
+
+    folder = tmp_path / "lectures"
+    folder.mkdir(exist_ok=True)
+    audio = folder / f"{name}.flac"
+    soundfile.write(str(audio), speech_like(seconds), 16000)
+    subtitles = folder / f"{name}.srt"
+    subtitles.write_text(srt_text, encoding="utf-8")
+    out = tmp_path / "out"
+    outputs = {
+        "wav": out / f"{name}.wav",
+        "windows": out / f"{name}.jsonl",
+        "report": out / f"{name}.tsv",
+        "info": out / f"{name}.json",
+        "reference": out / f"{name}.reference.json",
+        "rejected": out / f"{name}.rejected.srt",
+    }
+    return {"audio": str(audio), "subtitles": str(subtitles), "speaker": "wang"}, outputs
+
+
+SRT = "".join(
+    f"{i + 1}\n00:00:{2 * i + 1:02d},000 --> 00:00:{2 * i + 2:02d},500\n{text}\n\n"
+    for i, text in enumerate(["今天　我們", "<i>讲</i> 经济", "[音乐]", "- 股市（笑）", "上涨"])
+)
+
+
+def test_a_recording_with_an_odd_name_becomes_windows_report_and_rejected_cues(tiny, tmp_path):
+    import csv
+    import json
+
+    from whisperforge.recordings import prepare_recording
+
+    name = "讲座 第1课 (final) it's a&b [v2] 100%"
+    recording, outputs = lecture(tmp_path, name, SRT)
+    facts = prepare_recording("lec", name, recording, SETTINGS, tiny, "cpu", outputs)
+    assert all(path.is_file() for path in outputs.values())
+    with outputs["report"].open(encoding="utf-8") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    assert [r["label"] for r in rows] == ["今天我们", "讲经济", "", "股市", "上涨"]
+    assert rows[2]["status"].startswith("no words")
+    assert facts["cues"] == 5 and facts["text_changes"]["to_simplified"] == 1
+    assert facts["cues_kept"] == sum(r["status"] == "kept" for r in rows)
+    windows = [json.loads(line) for line in outputs["windows"].read_text().splitlines()]
+    for w in windows:
+        assert w["recording"] == name and w["speaker"] == "wang"
+        assert w["audio"]["path"] == str(outputs["wav"])
+    rejected = outputs["rejected"].read_text(encoding="utf-8")
+    assert rejected.count(" --> ") == sum(r["status"] != "kept" for r in rows)
+    reference = json.loads(outputs["reference"].read_text())
+    assert len(reference["cues"]) == facts["cues_kept"]
+
+
+def test_a_cue_past_the_end_of_the_audio_names_file_and_cue_and_writes_nothing(tiny, tmp_path):
+    import pytest
+
+    from whisperforge.errors import WhisperforgeError
+    from whisperforge.recordings import prepare_recording
+
+    late = SRT + "6\n00:01:00,000 --> 00:01:02,000\n迟到\n"
+    recording, outputs = lecture(tmp_path, "late", late)
+    with pytest.raises(
+        WhisperforgeError, match=r"late\.srt: cue 6 starts at 60\.000 s, past the end"
+    ):
+        prepare_recording("lec", "late", recording, SETTINGS, tiny, "cpu", outputs)
+    assert not any(path.exists() for path in outputs.values())
