@@ -21,8 +21,8 @@ from helpers import (
     tone_manifest,
 )
 
-from whisperforge.export import export_ct2
-from whisperforge.tinymodel import build_tiny_whisper
+# torch, transformers and ctranslate2 load inside the fixtures that need them, so that a test
+# session of the light modules (cer, config, corpora, subtitle files) starts in a second.
 
 
 @pytest.fixture
@@ -32,6 +32,8 @@ def small_archive(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def models(tmp_path_factory) -> dict[str, Path]:
+    from whisperforge.tinymodel import build_tiny_whisper
+
     root = tmp_path_factory.mktemp("hf")
     tiny = build_tiny_whisper(root / "tiny")
     babble = root / "babble"
@@ -54,6 +56,8 @@ def manifest(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def exported(tiny, manifest, tmp_path_factory) -> tuple[Path, dict]:
+    from whisperforge.export import export_ct2
+
     out_dir = tmp_path_factory.mktemp("export") / "ct2-float16"
     facts = export_ct2(tiny, out_dir, quantization="float16", probe_manifest=manifest)
     return out_dir, facts

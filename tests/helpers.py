@@ -15,12 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-import torch
-from safetensors.torch import load_file, save_file
 
 from whisperforge.aishell import Filters
 from whisperforge.config import section_defaults
-from whisperforge.dataset import Augment
 from whisperforge.manifest import make_record, write_jsonl
 from whisperforge.options import DecodeOptions
 
@@ -214,7 +211,9 @@ def jobs_planned(workdir: Path, *args: str) -> dict[str, int]:
 SCHEMA = ROOT / "schemas/config.schema.yaml"
 
 
-def augment(**on) -> Augment:
+def augment(**on):
+    from whisperforge.dataset import Augment
+
     """config.yaml's augmentation settings with every augmentation off except those in `on`."""
     section = section_defaults(SCHEMA, "train")["augment"]
     off = {key: 0.0 for key in section if key.endswith("_prob")}
@@ -233,6 +232,9 @@ EVAL = DecodeOptions.from_config(section_defaults(ROOT / "schemas/config.schema.
 
 def stop_after_one_token(model_dir: Path) -> None:
     """Make the decoder's output constant and <|endoftext|> its best token (tied embeddings)."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
     path = model_dir / "model.safetensors"
     weights = load_file(path)
     bias = torch.randn(weights["model.decoder.layer_norm.bias"].shape, generator=torch.Generator())
@@ -244,6 +246,8 @@ def stop_after_one_token(model_dir: Path) -> None:
 
 def scale_weights(model_dir: Path, factor: float) -> None:
     """Scale every weight matrix: the random decoder's output then depends on the input."""
+    from safetensors.torch import load_file, save_file
+
     path = model_dir / "model.safetensors"
     weights = load_file(path)
     for name, tensor in weights.items():
