@@ -276,6 +276,59 @@ def check_within_audio(path: Path, cues: Sequence[SubtitleCue], duration: float)
             )
 
 
+def check_cues(
+    cues: list[CueRecord], audio: np.ndarray, fit: Any, check: Mapping[str, Any], seed: int
+) -> list[CueRecord]:
+    """Each usable cue's fit margin (segment_check.py); below `check.min_margin` it is dropped."""
+    from whisperforge.segment_check import fit_margins
+
+    checkable = [i for i, c in enumerate(cues) if c.status == KEPT]
+    clips = [
+        audio[round(cues[i].start * SAMPLE_RATE) : round(cues[i].end * SAMPLE_RATE)]
+        for i in checkable
+    ]
+    labels = [cues[i].label for i in checkable]
+    margins = fit_margins(fit, clips, labels, others=check["others"], seed=seed)
+    out = list(cues)
+    for i, m in zip(checkable, margins, strict=True):
+        margin, status = m["margin"], KEPT
+        if margin is not None and margin < check["min_margin"]:
+            status = f"text does not fit its audio (margin {margin:.2f} < {check['min_margin']:g})"
+        out[i] = replace(cues[i], status=status, fit_margin=margin)
+    return out
+
+
+def recording_facts(
+    name: str,
+    recording: Mapping[str, str],
+    cues: Sequence[CueRecord],
+    windows: Sequence[Window],
+    silent: Sequence[Window],
+    duration: float,
+    timing: Timing,
+    changes: Counter,
+) -> dict[str, Any]:
+    """What stats.json says of one recording (no timings of the run: stable bytes)."""
+    dropped = Counter(c.status.split(" (")[0] for c in cues if c.status != KEPT)
+    return {
+        "recording": name,
+        "audio": str(recording["audio"]),
+        "subtitles": str(recording["subtitles"]),
+        "speaker": recording["speaker"],
+        "cues": len(cues),
+        "cues_kept": sum(c.status == KEPT for c in cues),
+        "hours_in": round(duration / 3600, 4),
+        "hours_kept": round(sum(w.end - w.start for w in windows) / 3600, 4),
+        "windows": len(windows),
+        "no_speech_windows": len(silent),
+        "dropped": dict(sorted(dropped.items())),
+        "text_changes": dict(sorted(changes.items())),
+        "offset_s": timing.offset_s,
+        "drift_s_per_h": timing.drift_s_per_h,
+        "timing": asdict(timing),
+    }
+
+
 def prepare_recording(
     corpus: str,
     name: str,
@@ -288,10 +341,10 @@ def prepare_recording(
     """Run the whole recording step (module doc); `outputs`: wav, windows, report, rejected,
     info, reference. Returns the recording's facts (also in `info`)."""
     from whisperforge.media import decode_recording
-    from whisperforge.segment_check import TextFit, fit_margins
+    from whisperforge.segment_check import TextFit
 
-    audio_path, subtitle_path = Path(recording["audio"]), Path(recording["subtitles"])
-    audio = decode_recording(audio_path)
+    subtitle_path = Path(recording["subtitles"])
+    audio = decode_recording(recording["audio"])
     duration = len(audio) / SAMPLE_RATE
     raw = read_subtitles(subtitle_path)
     if not raw:
@@ -306,70 +359,24 @@ def prepare_recording(
     log.info("%s: timing %s", subtitle_path, timing)
 
     fit = TextFit(seed_model, device, language="chinese", task="transcribe")
-    tokens = lambda text: len(fit.processor.tokenizer(text, add_special_tokens=False).input_ids)  # noqa: E731
-    max_s = settings["max_audio_s"]
+    tokenizer = fit.processor.tokenizer
+    tokens = lambda text: len(tokenizer(text, add_special_tokens=False).input_ids)  # noqa: E731
+    max_s, seed = settings["max_audio_s"], settings["split_seed"]
     cues = drop_unusable(cues, max_s, tokens)
-    checkable = [i for i, c in enumerate(cues) if c.status == KEPT]
-    clips = [
-        audio[round(cues[i].start * SAMPLE_RATE) : round(cues[i].end * SAMPLE_RATE)]
-        for i in checkable
-    ]
-    margins = fit_margins(
-        fit,
-        clips,
-        [cues[i].label for i in checkable],
-        others=settings["check"]["others"],
-        seed=settings["split_seed"],
-    )
-    min_margin = settings["check"]["min_margin"]
-    for i, m in zip(checkable, margins, strict=True):
-        margin = m["margin"]
-        status = KEPT
-        if margin is not None and margin < min_margin:
-            status = f"text does not fit its audio (margin {margin:.2f} < {min_margin:g})"
-        cues[i] = replace(cues[i], status=status, fit_margin=margin)
-
+    cues = check_cues(cues, audio, fit, settings["check"], seed)
+    gap_s = settings["unsubtitled_speech_s"]
     windows = build_windows(
-        cues,
-        speech,
-        duration,
-        max_audio_s=max_s,
-        unsubtitled_speech_s=settings["unsubtitled_speech_s"],
-        token_count=tokens,
+        cues, speech, duration, max_audio_s=max_s, unsubtitled_speech_s=gap_s, token_count=tokens
     )
-    silent = no_speech_windows(
-        cues,
-        speech,
-        duration,
-        max_audio_s=max_s,
-        count=round(settings["no_speech_fraction"] * len(windows)),
-        seed=settings["split_seed"],
-    )
+    n_silent = round(settings["no_speech_fraction"] * len(windows))
+    silent = no_speech_windows(cues, speech, duration, max_audio_s=max_s, count=n_silent, seed=seed)
     wav = str(outputs["wav"])
     records = [
         window_record(w, k, corpus, name, recording["speaker"], wav)
-        for k, w in enumerate(sorted(windows + silent, key=lambda w: w.start))
+        for k, w in enumerate(sorted([*windows, *silent], key=lambda w: w.start))
     ]
-    dropped = Counter(c.status.split(" (")[0] for c in cues if c.status != KEPT)
-    kept_s = sum(w.end - w.start for w in windows)
-    facts = {
-        "recording": name,
-        "audio": str(audio_path),
-        "subtitles": str(subtitle_path),
-        "speaker": recording["speaker"],
-        "cues": len(cues),
-        "cues_kept": sum(c.status == KEPT for c in cues),
-        "hours_in": round(duration / 3600, 4),
-        "hours_kept": round(kept_s / 3600, 4),
-        "windows": len(windows),
-        "no_speech_windows": len(silent),
-        "dropped": dict(sorted(dropped.items())),
-        "text_changes": dict(sorted(changes.items())),
-        "offset_s": timing.offset_s,
-        "drift_s_per_h": timing.drift_s_per_h,
-        "timing": asdict(timing),
-        "seed_model": str(seed_model),
-    }
+    facts = recording_facts(name, recording, cues, windows, silent, duration, timing, changes)
+    facts["seed_model"] = str(seed_model)
     # The kept cues at the audio's times: what a whole-recording evaluation is scored against
     # (longform.read_reference); the dropped ones' times, where the reference says nothing.
     reference = {
