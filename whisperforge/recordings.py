@@ -377,13 +377,12 @@ def prepare_recording(
     ]
     facts = recording_facts(name, recording, cues, windows, silent, duration, timing, changes)
     facts["seed_model"] = str(seed_model)
-    # The kept cues at the audio's times: what a whole-recording evaluation is scored against
-    # (longform.read_reference); the dropped ones' times, where the reference says nothing.
+    # What a whole-recording evaluation is scored against (longform.read_reference): every cue
+    # with words, at the audio's times. Not only the kept ones: the person's subtitles are the
+    # reference, and a weak seed model's doubt about a cue does not make its words wrong.
     reference = {
-        "cues": [
-            {"start": c.start, "end": c.end, "text": c.label} for c in cues if c.status == KEPT
-        ],
-        "excluded": [[c.start, c.end] for c in cues if c.status != KEPT],
+        "cues": [{"start": c.start, "end": c.end, "text": c.label} for c in cues if c.label],
+        "sound_notes": [[c.start, c.end] for c in cues if not c.label],
     }
     _write_all(outputs, audio, records, report_rows(name, cues), rejected_srt(cues), facts)
     write_json(outputs["reference"], reference)
