@@ -176,3 +176,12 @@ def test_a_cue_past_the_end_of_the_audio_names_file_and_cue_and_writes_nothing(t
     ):
         prepare_recording("lec", "late", recording, SETTINGS, tiny, "cpu", outputs)
     assert not any(path.exists() for path in outputs.values())
+
+
+def test_padding_never_takes_a_window_over_the_limit():
+    cues = [cue(1, 2.0, 6.9)]  # 4.9 s of a 5 s limit
+    (window,) = build_windows(
+        cues, [(2.0, 6.9)], 20.0, max_audio_s=5.0, unsubtitled_speech_s=0.5, token_count=chars
+    )
+    assert window.end - window.start <= 5.0 + 1e-9
+    assert window.start <= 2.0 and window.end >= 6.9

@@ -155,6 +155,9 @@ def build_windows(
         after = ordered[j + 1].start if j + 1 < len(ordered) else duration
         start = max(0.0, first.start - min(EDGE_PAD_S, max(0.0, first.start - before) / 2))
         end = min(duration, last.end + min(EDGE_PAD_S, max(0.0, after - last.end) / 2))
+        over = (end - start) - max_audio_s  # the padding never takes a window over the limit
+        if over > 0:
+            start, end = min(first.start, start + over / 2), max(last.end, end - over / 2)
         return round(start, 3), round(end, 3)
 
     def close() -> None:
