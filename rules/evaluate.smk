@@ -169,6 +169,12 @@ rule summarize:
             labels={"figure": "worst utterances"},
             caption="../report/worst.rst",
         ),
+        learning_curve=report(
+            "results/learning_curve.png",
+            category="Your own data",
+            labels={"figure": "learning curve"},
+            caption="../report/learning_curve.rst",
+        ),
         config=report(
             "results/runs.yaml",
             category="Configuration",

@@ -8,6 +8,7 @@ from whisperforge.report import eval_key, summarize
 
 OUT = {"summary_md": "summary", "table_tsv": "table", "chart_png": "chart"}
 OUT |= {"speed_tsv": "speed", "worst_tsv": "worst", "runs_yaml": "config"}
+OUT |= {"learning_curve_png": "learning_curve"}
 
 
 def main(smk):

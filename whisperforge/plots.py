@@ -114,3 +114,28 @@ def plot_cer(
     ax.margins(y=0.15)
     ax.legend(title="model (export variant)")
     _save_png(fig, out)
+
+
+def plot_learning_curve(curve: list[dict[str, Any]], out: str | Path) -> None:
+    """Held-out long-form CER % against hours of a corpus trained on, one line per corpus, each
+    point a run (labelled); a figure saying so when no corpus has held-out recordings."""
+    fig = _new_figure(6.5, 4.5)
+    ax = fig.add_subplot()
+    corpora = sorted({c["corpus"] for c in curve})
+    for corpus in corpora:
+        points = sorted(
+            (c["hours"], 100 * c["longform_cer"], c["run"])
+            for c in curve
+            if c["corpus"] == corpus and json_number(c["longform_cer"]) is not None
+        )
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=corpus)
+        for hours, cer, run in points:
+            ax.annotate(run, (hours, cer), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    if not corpora:
+        ax.text(0.5, 0.5, "no corpus with held-out recordings (data.corpora)", ha="center")
+    ax.set_xlabel("hours of the corpus trained on (as each run's mix draws it)")
+    ax.set_ylabel("held-out long-form CER (%)")
+    ax.set_title("Learning curve: own data vs whole held-out recordings (lower is better)")
+    if corpora:
+        ax.legend(title="corpus")
+    _save_png(fig, out)

@@ -38,13 +38,14 @@ import yaml
 
 from whisperforge.errors import WhisperforgeError
 from whisperforge.files import json_number, read_json_object, write_text
-from whisperforge.plots import load_trainer_state, plot_cer
+from whisperforge.plots import load_trainer_state, plot_cer, plot_learning_curve
 from whisperforge.score import BASE, load_cer
 
 Key = tuple[str, str, str]  # (model, variant, set)
 
 CANONICAL_SPLITS = ("train", "dev", "test")
 OUT_KEYS = ("summary_md", "table_tsv", "chart_png", "speed_tsv", "worst_tsv", "runs_yaml")
+LEARNING_CURVE_KEY = "learning_curve_png"  # optional: written when `out` names it
 SPEED_KEYS = ("utterances", "audio_s")  # plus `engines`, or the older `hf` and `ct2`
 ENGINE_KEYS = ("engine", "variant", "batch_size", "seconds")
 VARIANT_DIR_PREFIX = "ct2-"
@@ -758,11 +759,13 @@ def _own_data_sections(
     models: Sequence[str],
     cers: dict[Key, dict],
     primary: str,
-) -> dict[str, str]:
+) -> tuple[dict[str, str], list[dict[str, Any]]]:
+    """The summary's sections on own data (report_corpora.py) and the learning curve's points."""
     from whisperforge import report_corpora as rc
     from whisperforge.files import read_json_object
 
     sections: dict[str, str] = {}
+    curve: list[dict[str, Any]] = []
     if corpus_stats:
         stats = {c: read_json_object(p, "corpus stats") for c, p in corpus_stats.items()}
         sections["corpora"] = rc.corpora_section(stats)
@@ -774,8 +777,9 @@ def _own_data_sections(
         mixes = {run: read_json_object(p, "mix facts") for run, p in mix_files.items()}
         runs = [m for m in models if m != "base"]
         mixes = {run: mixes.get(run, {}) for run in runs}
-        sections["learning_curve"] = rc.learning_curve_section(rc.learning_curve_rows(mixes, rows))
-    return sections
+        curve = rc.learning_curve_rows(mixes, rows)
+        sections["learning_curve"] = rc.learning_curve_section(curve)
+    return sections, curve
 
 
 def summarize(
@@ -835,7 +839,7 @@ def summarize(
             "raise eval.max_cer_delta or set eval.fail_on_cer_delta: false to report it only"
         )
 
-    own_data = _own_data_sections(
+    own_data, curve = _own_data_sections(
         corpus_stats or {}, longform_files or {}, mix_files or {}, models, cers, primary
     )
     table_rows = _table_rows(cers, order, flags)
@@ -866,4 +870,6 @@ def summarize(
     write_text(Path(out["worst_tsv"]), _tsv(WORST_COLUMNS, worst_rows))
     write_text(Path(out["runs_yaml"]), _runs_yaml(runs))
     plot_cer(chart, [_label(m, v, primary) for m, v in rows], sets, Path(out["chart_png"]))
+    if LEARNING_CURVE_KEY in out:
+        plot_learning_curve(curve, Path(out[LEARNING_CURVE_KEY]))
     write_text(Path(out["summary_md"]), summary_md)
