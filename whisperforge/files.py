@@ -1,7 +1,8 @@
 """Files the workflow writes and reads back: atomically, stably, with one-line errors.
 
 `atomic_path` yields a temp path beside the destination and renames it into place only when the
-block succeeds; `write_text` and `write_json` are its two common uses. `read_json` and
+block succeeds; `write_text` and `write_json` are its two common uses. A write that fills the disk
+is one line naming the file and the space left, and leaves nothing partial. `read_json` and
 `read_json_object` read a step's JSON output back, naming the file when it is missing or malformed,
 and `json_number` tells a finite number in it from anything else. `sha256_file` is the digest
 recorded for provenance and checkpoints.
@@ -9,6 +10,7 @@ recorded for provenance and checkpoints.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import math
@@ -23,9 +25,37 @@ from typing import Any
 from whisperforge.errors import WhisperforgeError
 
 
+def human_bytes(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if abs(n) < 1000:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+def free_bytes(path: str | Path) -> int:
+    """Free space on the filesystem of `path` (its nearest existing parent)."""
+    path = Path(path).absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return shutil.disk_usage(path).free
+
+
+def no_space(dest: Path, what: str) -> WhisperforgeError:
+    """The one line for a write that filled the disk: the path, what needed it, what is left."""
+    return WhisperforgeError(
+        f"{dest}: no space left on the device writing {what} "
+        f"({human_bytes(free_bytes(dest.parent))} free there); free some space or move results/"
+    )
+
+
 @contextmanager
-def atomic_path(dest: str | Path, suffix: str = "") -> Iterator[Path]:
-    """Yield a temp path beside `dest`, renamed onto it only if the block succeeds."""
+def atomic_path(dest: str | Path, suffix: str = "", what: str = "it") -> Iterator[Path]:
+    """Yield a temp path beside `dest`, renamed onto it only if the block succeeds.
+
+    A full disk (ENOSPC) is one WhisperforgeError naming `dest`, `what` was being written and the
+    free space left, with the temp file gone and `dest` as it was.
+    """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=suffix or ".tmp", dir=dest.parent)
@@ -35,14 +65,20 @@ def atomic_path(dest: str | Path, suffix: str = "") -> Iterator[Path]:
         yield tmp_path
         tmp_path.chmod(0o644)  # mkstemp makes it owner-only; results are for the team to read
         os.replace(tmp_path, dest)
+    except OSError as e:
+        if e.errno != errno.ENOSPC:
+            raise
+        tmp_path.unlink(missing_ok=True)  # first, so the message counts the space it held
+        raise no_space(dest, what) from None
     finally:
         tmp_path.unlink(missing_ok=True)
 
 
 @contextmanager
-def atomic_dir(dest: str | Path) -> Iterator[Path]:
+def atomic_dir(dest: str | Path, what: str = "it") -> Iterator[Path]:
     """Yield a temp directory beside `dest`; if the block succeeds it replaces `dest` (the old
-    one moved aside first, then removed), so `dest` is never half-written or missing."""
+    one moved aside first, then removed), so `dest` is never half-written or missing. A full disk
+    is one line, as in `atomic_path`, with the temp directory gone."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
@@ -55,20 +91,25 @@ def atomic_dir(dest: str | Path) -> Iterator[Path]:
         if dest.exists():
             os.replace(dest, old)
         os.replace(tmp, dest)
+    except OSError as e:
+        if e.errno != errno.ENOSPC:
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise no_space(dest, what) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.rmtree(old, ignore_errors=True)
 
 
-def write_text(path: str | Path, text: str) -> None:
+def write_text(path: str | Path, text: str, what: str = "it") -> None:
     """Write UTF-8 text atomically, newlines as given (the same bytes on every platform)."""
-    with atomic_path(path) as tmp:
+    with atomic_path(path, what=what) as tmp:
         tmp.write_bytes(text.encode("utf-8"))
 
 
-def write_json(path: str | Path, obj: Any) -> None:
+def write_json(path: str | Path, obj: Any, what: str = "it") -> None:
     """Write pretty, key-sorted JSON atomically (stable bytes for the same content)."""
-    with atomic_path(path) as tmp:
+    with atomic_path(path, what=what) as tmp:
         tmp.write_text(
             json.dumps(obj, ensure_ascii=False, indent=2, sort_keys=True) + "\n", encoding="utf-8"
         )

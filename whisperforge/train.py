@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import importlib.util
 import json
 import logging
@@ -43,7 +44,7 @@ from whisperforge.checkpoints import fingerprint, prepare_checkpoint_dir
 from whisperforge.dataset import Augment, SpeechCollator, speech_dataset
 from whisperforge.divergence import DivergenceStop, TrainingDiverged
 from whisperforge.errors import WhisperforgeError
-from whisperforge.files import atomic_path, write_json
+from whisperforge.files import atomic_path, free_bytes, human_bytes, write_json
 from whisperforge.gpu import pick_device, pick_precision
 from whisperforge.hfdata import ManifestScan, load_manifest, scan_manifest
 
@@ -415,6 +416,47 @@ def memory_preflight(
     return facts
 
 
+CHECKPOINT_EXTRAS = 256 * 1024  # scheduler, RNG states, trainer state, config, model card
+
+
+def checkpoint_bytes(model: Any, full: bool) -> tuple[int, int]:
+    """(bytes of one checkpoint, trainable parameters): the saved weights (the adapters, or the
+    whole model) plus AdamW's two fp32 moments per trainable parameter, plus the small files."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    n_trainable = sum(p.numel() for p in trainable)
+    saved = model.parameters() if full else trainable
+    weights = sum(p.numel() * p.element_size() for p in saved)
+    return weights + 8 * n_trainable + CHECKPOINT_EXTRAS, n_trainable
+
+
+def disk_preflight(model: Any, checkpoints: Path, settings: dict[str, Any], full: bool) -> None:
+    """Refuse a run whose checkpoints cannot fit the disk, before hours of training find out.
+
+    The Trainer keeps `save_total_limit` checkpoints and writes the next before it deletes the
+    oldest; those already on disk (a resume) count as written.
+    """
+    per_checkpoint, n_trainable = checkpoint_bytes(model, full)
+    limit = settings["save_total_limit"]
+    present = sum(1 for p in checkpoints.glob("checkpoint-*") if p.is_dir())
+    count = max(1, limit + 1 - present)
+    needed, free = count * per_checkpoint, free_bytes(checkpoints)
+    if needed > free:
+        raise WhisperforgeError(
+            f"{checkpoints}: {human_bytes(free)} free, but the checkpoints need about "
+            f"{human_bytes(needed)} ({count} x {human_bytes(per_checkpoint)}: weights and "
+            f"optimizer state of {n_trainable:,} trainable parameters; train.save_total_limit "
+            f"{limit}, one more while the next is written); free space there or lower "
+            "train.save_total_limit"
+        )
+    log.info(
+        "disk preflight: %d checkpoint(s) of %s, %s free in %s",
+        count,
+        human_bytes(per_checkpoint),
+        human_bytes(free),
+        checkpoints,
+    )
+
+
 def cer_metric(processor: Any):
     from whisperforge.cer import normalize, score_pairs
 
@@ -551,6 +593,7 @@ def train(job: dict[str, Any]) -> dict[str, Any]:
     full = settings["full_finetune"]
     if not full:
         model = add_adapters(model, settings, total_steps)
+    disk_preflight(model, checkpoints, settings, full)
     args = training_arguments(settings, plan, checkpoints, job["threads"])
     if plan.device == "cuda" and not settings["use_8bit"]:
         model.to(args.device)
@@ -607,6 +650,19 @@ def train(job: dict[str, Any]) -> dict[str, Any]:
     except TrainingDiverged:
         flush_trackers(trainer)  # the NaN steps are the curves the user needs to see
         raise
+    except (OSError, RuntimeError) as e:
+        # A checkpoint that filled the disk: torch.save says "file write failed", safetensors and
+        # json an OSError ENOSPC. The torn checkpoint is set aside by the next call's resume.
+        full_disk = getattr(e, "errno", None) == errno.ENOSPC or (
+            "write" in str(e) and free_bytes(checkpoints) < checkpoint_bytes(model, full)[0]
+        )
+        if not full_disk:
+            raise
+        raise WhisperforgeError(
+            f"{checkpoints}: no space left on the device writing checkpoint "
+            f"{trainer.state.global_step} ({human_bytes(free_bytes(checkpoints))} free there); "
+            "free some space and run again: it resumes from the last complete checkpoint"
+        ) from None
     final_eval = trainer.evaluate()
     log.info("final eval: %s", final_eval)
     summary = {
