@@ -311,7 +311,7 @@ def train_one(
     """One finetune() call; the row for `cfg`."""
     import torch
 
-    from whisperforge.train import finetune
+    from whisperforge.train import finetune, timings_file
 
     global PROBE
     PROBE = Probe()
@@ -345,6 +345,10 @@ def train_one(
             settings,
             threads=ctx["threads"],
         )
+        # The dev evaluation's speed is a timing: beside the adapter, not in its summary.
+        timings = timings_file(run_dir / "adapter")
+        if timings.is_file():
+            summary["eval_timings"] = json.loads(timings.read_text())["final_eval"]
     except torch.cuda.OutOfMemoryError as e:
         row.update(status="out of memory", note=one_line(e)[:160])
     except Exception as e:  # a row per config whatever breaks; the sweep goes on
@@ -392,8 +396,8 @@ def train_one(
         if estimate and PROBE.peak_allocated
         else None
     )
-    final_eval = summary.get("final_eval") or {}
-    row["eval_samples_per_s"] = final_eval.get("eval_samples_per_second")
+    eval_timings = summary.get("eval_timings") or {}
+    row["eval_samples_per_s"] = eval_timings.get("eval_samples_per_second")
     row["precision_used"] = summary.get("precision")
     return row
 

@@ -193,3 +193,78 @@ def all_targets():
         *HUB_TARGETS,
     ]
     return targets
+
+
+# --- own-recordings corpora (rules/corpora.smk) ---
+
+RECORDING_CORPORA = sorted(RECORDINGS)
+MANIFEST_CORPORA = sorted(name for name in CORPORA if name not in RECORDINGS)
+ALL_RECORDINGS = sorted({r for plan in RECORDINGS.values() for r in plan})
+
+
+def recording(wc):
+    return RECORDINGS[wc.corpus_name][wc.recording]
+
+
+def recording_files(corpus, kind, split=None):
+    """One kind of per-recording output for each of a corpus's recordings (of one split)."""
+    paths = {
+        "windows": "results/manifests/corpora/{c}/recordings/{r}.jsonl",
+        "report": "results/manifests/corpora/{c}/recordings/{r}.tsv",
+        "info": "results/manifests/corpora/{c}/recordings/{r}.json",
+        "reference": "results/manifests/corpora/{c}/recordings/{r}.reference.json",
+        "wav": "results/data/corpora/{c}/{r}.wav",
+        "rejected": "results/manifests/corpora/{c}/{r}.rejected.srt",
+    }
+    return [
+        paths[kind].format(c=corpus, r=name)
+        for name, facts in sorted(RECORDINGS[corpus].items())
+        if split is None or facts["split"] == split
+    ]
+
+
+def seed_model_dir(corpus):
+    """The model that checks a corpus's cues: base, a run's merged model, or a directory."""
+    seed = CORPORA[corpus]["check"]["model"]
+    if seed == "base":
+        return base_model_dir()
+    if seed in RUNS:
+        if corpus in MIXES[seed]:
+            raise WorkflowError(
+                f"config data.corpora.{corpus}.check.model: {seed} trains on {corpus} "
+                "itself (its mix): choose base or another run"
+            )
+        return hf_model_dir(seed)
+    if not (Path(seed).expanduser() / "config.json").is_file():
+        raise WorkflowError(
+            f"config data.corpora.{corpus}.check.model: {seed} is not base, a run "
+            f"({', '.join(RUNS)}) or a Whisper model directory"
+        )
+    return str(Path(seed).expanduser())
+
+
+# What a recording's step uses of its corpus's settings (not the splits: moving a recording
+# to another split rebuilds only the split manifests).
+RECORDING_KEYS = [
+    "script",
+    "max_audio_s",
+    "no_speech_fraction",
+    "unsubtitled_speech_s",
+    "offset",
+    "check",
+    "split_seed",
+]
+
+
+def model_subtitles(corpus):
+    """{recording: the model's subtitles of it} for recordings the subtitles step has written
+    subtitles for (subtitles.model): the corpus's file for them is that output, corrected.
+    """
+    out = {}
+    for name, facts in sorted(RECORDINGS[corpus].items()):
+        srt = Path(
+            f"results/subtitles/{config['subtitles']['model']}/{Path(facts['audio']).name}.srt"
+        )
+        if srt.is_file():
+            out[name] = str(srt)
+    return out

@@ -67,8 +67,10 @@ def test_shifted_log_mel_is_the_log_mel_of_the_delayed_audio(processor):
 def test_log_mels_are_cached_without_audio_augmentation(processor, tmp_path, monkeypatch):
     records = [record_of(tmp_path / f"{i}.wav", speech_like(1.0, seed=i)) for i in range(3)]
     reads = []
-    real_load = dataset.load_audio
-    monkeypatch.setattr(dataset, "load_audio", lambda path: reads.append(path) or real_load(path))
+    real_load = dataset.read_training_audio
+    monkeypatch.setattr(
+        dataset, "read_training_audio", lambda *clip: reads.append(clip) or real_load(*clip)
+    )
 
     shift_only = speech_data(records, processor, augment=augment(shift_prob=1.0), seed=1)
     for _epoch in range(3):
