@@ -208,10 +208,9 @@ def probe_mem_available() -> int | None:
                 return int(row.split()[1]) * 1024
     except OSError:
         pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError):
-        return None
+    import psutil  # os.sysconf does not exist on Windows
+
+    return psutil.virtual_memory().available
 
 
 def probe_hub(repo_id: str, revision: str | None) -> None:

@@ -30,7 +30,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -198,8 +197,14 @@ def _peak_rss_mb() -> float:
                     return int(line.split()[1]) / 1024  # kB
     except OSError:
         pass
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # fresh interpreter: its own peak
-    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes there, KiB here
+    if sys.platform != "win32":
+        import resource  # POSIX only
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # a fresh interpreter's own
+        return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes there, KiB here
+    import psutil  # Windows: no /proc, no `resource`; the peak working set
+
+    return psutil.Process().memory_info().peak_wset / 2**20
 
 
 def _measure(spec: dict[str, Any]) -> dict[str, Any]:

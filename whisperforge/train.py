@@ -370,7 +370,9 @@ def free_memory(device: str) -> tuple[int, str]:
     """Bytes free for training on `device`, and where they are (for the preflight's message)."""
     if device == "cuda":
         return torch.cuda.mem_get_info()[0], f"cuda:0 ({torch.cuda.get_device_name()})"
-    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"), "this machine's RAM"
+    import psutil  # os.sysconf does not exist on Windows
+
+    return psutil.virtual_memory().available, "this machine's RAM"
 
 
 def memory_preflight(
