@@ -126,6 +126,7 @@ def test_mix_weights_train_takes_dev_once_and_counts_hours(tmp_path):
     def rec(i: int, name: str) -> dict:
         return {
             "id": f"{name}{i}",
+            "audio": {"path": "x.wav"},
             "duration": 3600.0,
             "sentence": "好",
             "recording": name,
@@ -134,10 +135,12 @@ def test_mix_weights_train_takes_dev_once_and_counts_hours(tmp_path):
     sources = {
         "aishell": {
             "train": write_manifest(
-                tmp_path / "a_train.jsonl", [{"id": "a", "duration": 1.0, "sentence": "好"}]
+                tmp_path / "a_train.jsonl",
+                [{"id": "a", "audio": {"path": "x.wav"}, "duration": 1.0, "sentence": "好"}],
             ),
             "dev": write_manifest(
-                tmp_path / "a_dev.jsonl", [{"id": "ad", "duration": 1.0, "sentence": "好"}]
+                tmp_path / "a_dev.jsonl",
+                [{"id": "ad", "audio": {"path": "x.wav"}, "duration": 1.0, "sentence": "好"}],
             ),
         },
         "lec": {
@@ -157,7 +160,11 @@ def test_mix_weights_train_takes_dev_once_and_counts_hours(tmp_path):
 
 def test_gather_split_keeps_no_speech_windows_for_training_only(tmp_path):
     windows = write_manifest(
-        tmp_path / "w.jsonl", [{"id": "1", "sentence": "好"}, {"id": "2", "sentence": ""}]
+        tmp_path / "w.jsonl",
+        [
+            {"id": str(i), "audio": {"path": "x.wav"}, "duration": 1.0, "sentence": t}
+            for i, t in ((1, "好"), (2, ""))
+        ],
     )
     assert gather_split("train", [windows], tmp_path / "train.jsonl") == 2
     assert gather_split("test", [windows], tmp_path / "test.jsonl") == 1

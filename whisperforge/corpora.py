@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from whisperforge.errors import WhisperforgeError
+from whisperforge.manifest import read_manifest, write_jsonl
 
 AUDIO_EXTENSIONS = ("wav", "flac", "mp3", "m4a", "mp4", "mkv")  # as subtitles.inputs takes them
 SUBTITLE_EXTENSIONS = ("srt", "vtt")
@@ -192,11 +193,6 @@ def repeat_by_weight(
     return out
 
 
-def _read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
 def mix_manifests(
     sources: Mapping[str, Mapping[str, str]],
     mix: Mapping[str, Mapping[str, float]],
@@ -210,7 +206,7 @@ def mix_manifests(
     out: dict[str, list[dict[str, Any]]] = {"train": [], "dev": []}
     facts: dict[str, Any] = {}
     for index, (name, entry) in enumerate(sorted(mix.items())):
-        train = _read_jsonl(sources[name]["train"])
+        train = read_manifest(sources[name]["train"])
         if entry["fraction"] < 1.0:
             recordings = {r.get("recording") for r in train}
             if None in recordings:
@@ -221,7 +217,7 @@ def mix_manifests(
             keep = subset_of_recordings(recordings, entry["fraction"], seed)
             train = [r for r in train if r["recording"] in keep]
         weighted = repeat_by_weight(train, entry["weight"], seed + index)
-        dev = _read_jsonl(sources[name]["dev"])
+        dev = read_manifest(sources[name]["dev"])
         out["train"] += weighted
         out["dev"] += dev
         facts[name] = {
@@ -238,19 +234,13 @@ def mix_manifests(
 # --------------------------------------------------------------------------- a corpus's outputs
 
 
-def _write_jsonl_atomic(path: str | Path, records: Iterable[dict[str, Any]]) -> int:
-    from whisperforge.manifest import write_jsonl
-
-    return write_jsonl(path, records)
-
-
 def gather_split(split: str, windows: Iterable[str | Path], out: str | Path) -> int:
     """One split's manifest from its recordings' windows. Training keeps the empty-text
     (no-speech) windows; dev and test do not: a CER needs reference text."""
     records = []
     for path in windows:
-        records += [r for r in _read_jsonl(path) if split == "train" or r["sentence"]]
-    return _write_jsonl_atomic(out, records)
+        records += [r for r in read_manifest(path) if split == "train" or r["sentence"]]
+    return write_jsonl(out, records)
 
 
 def gather_report(
