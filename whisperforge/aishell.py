@@ -31,7 +31,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from whisperforge.errors import WhisperforgeError
-from whisperforge.files import atomic_path, write_json
+from whisperforge.files import atomic_path, is_full_disk, no_space, write_json
 from whisperforge.manifest import make_record, write_jsonl
 
 log = logging.getLogger(__name__)
@@ -139,7 +139,8 @@ def extract_archive(
     """Stream the AISHELL tgz once and unpack every speaker tar in parallel.
 
     Writes the wav tree under `wav_dir`, a copy of the transcript, and `index_out` (wavs.tsv).
-    On any error the partial wav tree is removed and no index or transcript is written.
+    On any error the partial wav tree is removed and no index or transcript is written; a full
+    disk is one line naming `wav_dir` (or the file that did not fit) and the space left.
     """
     archive, wav_dir = Path(archive), Path(wav_dir)
     if not archive.is_file():
@@ -169,15 +170,23 @@ def extract_archive(
                     if len(data) != member.size:
                         raise WhisperforgeError(f"{archive}: truncated member {member.name!r}")
                     slots.acquire()
+                    # A speaker tar that failed (a full disk) stops the stream now, not after
+                    # reading the rest of a 15 GB archive for nothing.
+                    failed = next((f for f in futures if f.done() and f.exception()), None)
+                    if failed is not None:
+                        slots.release()
+                        failed.result()
                     futures.append(pool.submit(work, data, member.name))
             entries = [e for f in futures for e in f.result()]
     except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as e:
         shutil.rmtree(wav_dir, ignore_errors=True)
         raise WhisperforgeError(f"{archive}: corrupt or truncated archive ({e})") from None
-    except BaseException:
+    except BaseException as e:
         for f in futures:
             f.cancel()
-        shutil.rmtree(wav_dir, ignore_errors=True)
+        shutil.rmtree(wav_dir, ignore_errors=True)  # first, so the message counts its space
+        if isinstance(e, Exception) and is_full_disk(e):
+            raise no_space(wav_dir, "AISHELL wavs") from None
         raise
     problem = None
     if transcript is None:
@@ -189,9 +198,17 @@ def extract_archive(
         raise WhisperforgeError(problem)
 
     entries.sort(key=lambda e: e.utt_id)
-    with atomic_path(transcript_out) as tmp:
-        tmp.write_bytes(transcript)
-    write_wav_index(index_out, entries)
+    transcript_out, wrote_transcript = Path(transcript_out), False
+    try:
+        with atomic_path(transcript_out, what="the AISHELL transcript") as tmp:
+            tmp.write_bytes(transcript)
+        wrote_transcript = True
+        write_wav_index(index_out, entries)
+    except BaseException:
+        shutil.rmtree(wav_dir, ignore_errors=True)
+        if wrote_transcript:  # it goes with the wavs just removed
+            transcript_out.unlink(missing_ok=True)
+        raise
     counts = Counter(e.split for e in entries)
     log.info("extracted %d wavs from %s (%s)", len(entries), archive, dict(counts))
     return dict(counts)
@@ -199,7 +216,10 @@ def extract_archive(
 
 def write_wav_index(path: str | Path, entries: list[WavEntry]) -> None:
     names = [f.name for f in fields(WavEntry)]
-    with atomic_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
+    with (
+        atomic_path(path, what="the AISHELL wav index") as tmp,
+        tmp.open("w", newline="", encoding="utf-8") as f,
+    ):
         writer = csv.DictWriter(f, fieldnames=names, delimiter="\t", lineterminator="\n")
         writer.writeheader()
         for entry in entries:
@@ -324,7 +344,7 @@ def build_manifests(
 
     out_dir = Path(out_dir)
     for split in SPLITS:
-        write_jsonl(out_dir / f"{split}.jsonl", records[split])
+        write_jsonl(out_dir / f"{split}.jsonl", records[split], what=f"the {split} manifest")
     stats = {
         "utterances": {split: len(records[split]) for split in SPLITS},
         "speakers": {split: len(speakers[split]) for split in SPLITS},
@@ -335,6 +355,6 @@ def build_manifests(
         "train_on_dev": train_on_dev,
         "filters": asdict(filters),
     }
-    write_json(out_dir / "stats.json", stats)
+    write_json(out_dir / "stats.json", stats, what="the manifest stats")
     log.info("manifests: %s; skipped %s", stats["utterances"], stats["skipped"])
     return stats

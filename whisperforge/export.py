@@ -2,21 +2,20 @@
 
 The export is built in a temporary directory beside `out_dir` and only renamed into place after
 its mel-bin count matches the model's and faster-whisper has loaded it and transcribed one
-utterance offline; any failure leaves no `out_dir` behind.
+utterance offline; any failure leaves `out_dir` as it was (the previous export, or none), and a
+full disk is one line naming `out_dir` and the space left.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from whisperforge.errors import WhisperforgeError, one_line
+from whisperforge.files import atomic_dir, is_full_disk
 from whisperforge.manifest import read_manifest, utterance_id
 from whisperforge.transcribe import (
     decode_one,
@@ -133,18 +132,18 @@ def export_ct2(
             raise WhisperforgeError(f"{probe_manifest}: manifest has no utterances to probe")
         record = records[0]
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    tmp = work / "ct2"  # created by the converter with the usual umask-based mode
     facts: dict[str, Any] = {"model_dir": str(model_dir), "quantization": quantization}
-    try:
+    with atomic_dir(out_dir, what=f"a CTranslate2 {quantization} export") as tmp:
         try:
+            # force: the converter replaces the (empty) temp dir with its own
             TransformersConverter(
                 str(model_dir),
                 copy_files=list(COPY_FILES),
                 load_as_float16=quantization in ("float16", "int8_float16"),
             ).convert(str(tmp), quantization=quantization, force=True)
         except Exception as e:  # the converter raises anything from KeyError to OSError
+            if is_full_disk(e):
+                raise  # atomic_dir's one line
             raise WhisperforgeError(
                 f"{model_dir}: CTranslate2 conversion failed ({one_line(e)})"
             ) from e
@@ -166,11 +165,6 @@ def export_ct2(
                     f"{model_dir}: export check failed: faster-whisper could not transcribe "
                     f"{record['audio']['path']} ({one_line(e)})"
                 ) from e
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     facts["seconds"] = round(time.perf_counter() - t0, 3)
     log.info("exported %s -> %s: %s", model_dir, out_dir, facts)
     return facts

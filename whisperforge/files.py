@@ -2,7 +2,8 @@
 
 `atomic_path` yields a temp path beside the destination and renames it into place only when the
 block succeeds; `write_text` and `write_json` are its two common uses. A write that fills the disk
-is one line naming the file and the space left, and leaves nothing partial. `read_json` and
+is one line naming the file and the space left, and leaves nothing partial; `is_full_disk` tells
+such a write from other failures, whatever the library raised. `read_json` and
 `read_json_object` read a step's JSON output back, naming the file when it is missing or malformed,
 and `json_number` tells a finite number in it from anything else. `sha256_file` is the digest
 recorded for provenance and checkpoints.
@@ -49,12 +50,54 @@ def no_space(dest: Path, what: str) -> WhisperforgeError:
     )
 
 
+# The OS's words for a full disk, as libraries that drop the OSError quote them: safetensors'
+# "I/O error: No space left on device (os error 28)" (112: Windows' ERROR_DISK_FULL).
+FULL_DISK_WORDS = ("No space left on device", "os error 28", "os error 112")
+# A failed write whose errno is lost: torch.save's "PytorchStreamWriter failed writing file ..."
+# or, in torch 2.13, "unexpected pos 576 vs 534" over "basic_ios::clear: iostream error".
+WRITE_FAILURE_WORDS = ("write", "unexpected pos", "iostream error")
+
+
+def _error_chain(error: BaseException) -> Iterator[BaseException]:
+    """`error` and what it was raised from or while handling, as a traceback prints them: a
+    `raise ... from None` (an error already turned into its own one line) ends the chain."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or (
+            None if current.__suppress_context__ else current.__context__
+        )
+
+
+def is_full_disk(error: BaseException, where: str | Path | None = None, needed: int = 0) -> bool:
+    """Whether `error` is a write that filled the disk, whatever the library made of the OSError.
+
+    Yes when `error` or anything in its cause/context chain has errno ENOSPC or quotes the OS's
+    words for it; with `where` and `needed`, also a failed write (the errno lost, as torch.save
+    loses it) while less than `needed` bytes are free at `where`.
+    """
+    chain = list(_error_chain(error))
+    if any(getattr(e, "errno", None) == errno.ENOSPC for e in chain):
+        return True
+    messages = [str(e) for e in chain]
+    if any(words in m for m in messages for words in FULL_DISK_WORDS):
+        return True
+    return (
+        where is not None
+        and needed > 0
+        and any(words in m for m in messages for words in WRITE_FAILURE_WORDS)
+        and free_bytes(where) < needed
+    )
+
+
 @contextmanager
 def atomic_path(dest: str | Path, suffix: str = "", what: str = "it") -> Iterator[Path]:
     """Yield a temp path beside `dest`, renamed onto it only if the block succeeds.
 
-    A full disk (ENOSPC) is one WhisperforgeError naming `dest`, `what` was being written and the
-    free space left, with the temp file gone and `dest` as it was.
+    A full disk (`is_full_disk`) is one WhisperforgeError naming `dest`, `what` was being written
+    and the free space left, with the temp file gone and `dest` as it was.
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -65,8 +108,8 @@ def atomic_path(dest: str | Path, suffix: str = "", what: str = "it") -> Iterato
         yield tmp_path
         tmp_path.chmod(0o644)  # mkstemp makes it owner-only; results are for the team to read
         os.replace(tmp_path, dest)
-    except OSError as e:
-        if e.errno != errno.ENOSPC:
+    except Exception as e:
+        if not is_full_disk(e):
             raise
         tmp_path.unlink(missing_ok=True)  # first, so the message counts the space it held
         raise no_space(dest, what) from None
@@ -91,8 +134,8 @@ def atomic_dir(dest: str | Path, what: str = "it") -> Iterator[Path]:
         if dest.exists():
             os.replace(dest, old)
         os.replace(tmp, dest)
-    except OSError as e:
-        if e.errno != errno.ENOSPC:
+    except Exception as e:
+        if not is_full_disk(e):
             raise
         shutil.rmtree(tmp, ignore_errors=True)
         raise no_space(dest, what) from None

@@ -19,7 +19,7 @@ import datasets
 
 from whisperforge.audio import SAMPLE_RATE
 from whisperforge.errors import WhisperforgeError, one_line
-from whisperforge.files import atomic_dir
+from whisperforge.files import atomic_dir, is_full_disk
 from whisperforge.manifest import numbered_records
 
 # Whisper-Finetune's manifest fields, typed. pyarrow infers a JSON column's type per 10 MB chunk:
@@ -117,10 +117,12 @@ def save_hf_dataset(manifests: dict[str, str | Path], out_dir: str | Path) -> di
     its Arrow files; atomic (a temp dir beside it, renamed). Returns the rows per split."""
     out_dir = Path(out_dir)
     corpus = datasets.DatasetDict({split: hf_split(path) for split, path in manifests.items()})
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, what="a Hugging Face dataset") as tmp:
         try:
             corpus.save_to_disk(str(tmp))
         except (OSError, datasets.exceptions.DatasetGenerationError) as e:
+            if is_full_disk(e):
+                raise  # atomic_dir's one line, not an audio file's fault
             # A missing or unreadable audio file, found when its bytes are embedded.
             raise WhisperforgeError(f"{out_dir}: cannot embed the audio ({one_line(e)})") from e
     return {split: len(data) for split, data in corpus.items()}

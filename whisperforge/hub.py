@@ -450,7 +450,7 @@ def build_hub_folder(out_dir: str | Path, model_dir: str | Path, card: Any) -> d
     out_dir, model_dir = Path(out_dir), Path(model_dir)
     if not model_dir.is_dir():
         raise WhisperforgeError(f"{model_dir}: model directory not found")
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, what="a hub folder") as tmp:
         counts = link_tree(model_dir, tmp)
         card.save(tmp / CARD)
     return counts

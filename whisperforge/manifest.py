@@ -74,10 +74,13 @@ def read_manifest(path: str | Path) -> list[dict[str, Any]]:
     return [record for _, record in numbered_records(path)]
 
 
-def write_jsonl(path: str | Path, records: Iterable[dict[str, Any]]) -> int:
-    """Write records atomically, one JSON object a line; returns how many were written."""
+def write_jsonl(
+    path: str | Path, records: Iterable[dict[str, Any]], what: str = "a manifest"
+) -> int:
+    """Write records atomically, one JSON object a line; returns how many were written. A full
+    disk is one line naming `path` and `what` (see `atomic_path`)."""
     n = 0
-    with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8") as f:
+    with atomic_path(path, what=what) as tmp, tmp.open("w", encoding="utf-8") as f:
         for record in records:
             f.write(json.dumps(record, ensure_ascii=False) + "\n")
             n += 1

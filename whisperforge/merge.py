@@ -14,7 +14,11 @@ log = logging.getLogger(__name__)
 
 
 def merge_adapter(base_dir: str | Path, adapter_dir: str | Path, out_dir: str | Path) -> Path:
-    """`merge_and_unload` the adapter onto the base; save weights (safetensors) and processor."""
+    """`merge_and_unload` the adapter onto the base; save weights (safetensors) and processor.
+
+    Built beside `out_dir` and renamed over it: a failure (a full disk is one line) leaves the
+    previous merged model, or none.
+    """
     from peft import PeftModel
 
     base_dir, adapter_dir, out_dir = Path(base_dir), Path(adapter_dir), Path(out_dir)
@@ -23,7 +27,7 @@ def merge_adapter(base_dir: str | Path, adapter_dir: str | Path, out_dir: str | 
     base = WhisperForConditionalGeneration.from_pretrained(base_dir)
     merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
     processor = WhisperProcessor.from_pretrained(base_dir)
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, what="a merged model") as tmp:
         merged.save_pretrained(tmp, safe_serialization=True)
         processor.save_pretrained(tmp)
         processor.tokenizer.save_pretrained(tmp)

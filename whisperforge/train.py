@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import errno
 import importlib.util
 import json
 import logging
@@ -31,6 +30,7 @@ from typing import Any
 
 import datasets
 import torch
+from safetensors import SafetensorError
 from transformers import (
     Seq2SeqTrainer,
     Seq2SeqTrainingArguments,
@@ -44,7 +44,7 @@ from whisperforge.checkpoints import fingerprint, prepare_checkpoint_dir
 from whisperforge.dataset import Augment, SpeechCollator, speech_dataset
 from whisperforge.divergence import DivergenceStop, TrainingDiverged
 from whisperforge.errors import WhisperforgeError
-from whisperforge.files import atomic_path, free_bytes, human_bytes, write_json
+from whisperforge.files import atomic_path, free_bytes, human_bytes, is_full_disk, write_json
 from whisperforge.gpu import pick_device, pick_precision
 from whisperforge.hfdata import ManifestScan, load_manifest, scan_manifest
 
@@ -652,13 +652,11 @@ def train(job: dict[str, Any]) -> dict[str, Any]:
     except TrainingDiverged:
         flush_trackers(trainer)  # the NaN steps are the curves the user needs to see
         raise
-    except (OSError, RuntimeError) as e:
-        # A checkpoint that filled the disk: torch.save says "file write failed", safetensors and
-        # json an OSError ENOSPC. The torn checkpoint is set aside by the next call's resume.
-        full_disk = getattr(e, "errno", None) == errno.ENOSPC or (
-            "write" in str(e) and free_bytes(checkpoints) < checkpoint_bytes(model, full)[0]
-        )
-        if not full_disk:
+    except (OSError, RuntimeError, SafetensorError) as e:
+        # A checkpoint that filled the disk: json an OSError ENOSPC, safetensors a SafetensorError
+        # quoting it, torch.save a RuntimeError without it (hence the free space against the size
+        # of a checkpoint). The torn checkpoint is set aside by the next call's resume.
+        if not is_full_disk(e, checkpoints, checkpoint_bytes(model, full)[0]):
             raise
         raise WhisperforgeError(
             f"{checkpoints}: no space left on the device writing checkpoint "
