@@ -3,6 +3,8 @@
 The model here is a randomly initialised tiny Whisper (its text is noise), so these tests check
 what does not depend on the model: cue times come from the VAD, one cue per stretch of speech,
 valid SRT/WebVTT, the same cues from wav, mp3 and mp4, and one-line errors for bad files.
+The rule runs on recordings named as users name them (Chinese, spaces, quotes, brackets, &, %,
+$, ;), in a folder with a space in its name.
 Whether the text is right is `check_lecture_cer`, which tests/test_workflow.py runs on the demo's
 fine-tuned model.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 import html
 import itertools
 import json
+import re
 import shutil
 import subprocess
 from dataclasses import replace
@@ -23,7 +26,7 @@ import soundfile as sf
 import srt
 import webvtt
 import yaml
-from helpers import ROOT, copy_workflow, jobs_planned, snakemake
+from helpers import ROOT, copy_workflow, snakemake
 
 from whisperforge.aishell import extract_archive, read_wav_index
 from whisperforge.audio import SAMPLE_RATE
@@ -400,6 +403,12 @@ def test_bad_recordings_raise_one_line_naming_the_file(model, tmp_path):
 # --- the rule -----------------------------------------------------------------------------------
 
 RUNS = ["lora", "lora-r8"]
+# Names users really have, none of which may reach a shell: the folder (subtitles.inputs) too.
+INPUTS = "我的 录音 (2024)"
+GOOD = ["讲座 第1课 (final).wav", "it's a&b [v2] 100%; cost $5.mp3"]
+BAD = 'bad "take" $HOME.wav'  # not audio: its own job fails, with the name as it is
+NOT_A_RECORDING = "说明 & notes.txt"
+NEW = "new 新 $(date) #3.wav"
 SUB_ARGS = [
     *("--configfile", "config.yaml", "sub.yaml"),
     *("--set-threads", "subtitles=1", "--allowed-rules", "subtitles"),
@@ -410,57 +419,101 @@ def targets(*names: str, model: str = "best") -> list[str]:
     return [f"results/subtitles/{model}/{n}.{ext}" for n in names for ext in ("srt", "vtt", "txt")]
 
 
+def every_output(name: str, model: str = "best") -> list[str]:
+    """What one subtitles job writes: the three formats, the review table, and last its log."""
+    return [
+        *targets(name, model=model),
+        f"results/subtitles/{model}/{name}.review.tsv",
+        f"logs/subtitles/{model}/{name}.log",
+    ]
+
+
+def subtitles_job(name: str, model: str = "best") -> tuple[str, str, str]:
+    """The (rule, outputs, log) a dry run prints for the job of recording `name`."""
+    *outputs, log = every_output(name, model)
+    return "subtitles", ", ".join(outputs), log
+
+
+def planned_jobs(workdir: Path, *args: str) -> set[tuple[str, str, str]]:
+    """(rule, outputs, log) of every job `snakemake -n` plans, as it prints them: the outputs
+    joined by ", ", so that no name, whatever it holds, is split."""
+    jobs, job = set(), None
+    for line in snakemake(workdir, "-n", *args).stdout.splitlines():
+        if rule := re.fullmatch(r"(?:local)?rule (\S+):", line):
+            job = {"rule": rule[1], "output": "", "log": ""}
+        elif job and line.startswith("    ") and ": " in line:
+            key, value = line.strip().split(": ", 1)
+            job[key] = value
+        elif job:
+            jobs.add((job["rule"], job["output"], job["log"]))
+            job = None
+    assert job is None, "the dry run's output ended inside a job"
+    return jobs
+
+
 @pytest.fixture(scope="module")
 def workflow(tmp_path_factory, tiny_ct2, train_wavs) -> Path:
-    """A workflow copy with two "trained" runs (exports + test CERs) and three recordings, one
-    bad, after `snakemake --keep-going` on their best-model subtitles. Only the subtitles rule is
-    allowed, so the exports and CERs are taken as they are."""
+    """A workflow copy with two "trained" runs (exports + test CERs) and, in a folder with a space
+    in its name, three recordings with odd names, one bad, and a file that is no recording, after
+    `snakemake --keep-going` on their best-model subtitles. Only the subtitles rule is allowed, so
+    the exports and CERs are taken as they are."""
     workdir = copy_workflow(tmp_path_factory.mktemp("wf"))
     for run, cer in zip(RUNS, (0.3, 0.2), strict=True):
         shutil.copytree(tiny_ct2, workdir / f"results/models/{run}/ct2-float16")
         write_cer(workdir / f"results/eval/{run}/test/cer.json", cer)
-    inputs = workdir / "inputs"
+    inputs = workdir / INPUTS
     inputs.mkdir()
-    (inputs / "bad.wav").write_text("not audio at all\n")
-    shutil.copy(train_wavs[0], inputs / "one.wav")
-    ffmpeg("-i", str(train_wavs[1]), "-c:a", "libmp3lame", str(inputs / "two.mp3"))
-    (inputs / "readme.txt").write_text("not a recording: no subtitles\n")
-    sub = {"runs": {run: {} for run in RUNS}, "subtitles": {"beam_size": 1}}
-    (workdir / "sub.yaml").write_text(yaml.safe_dump(sub))
-    proc = snakemake(
-        workdir, *targets("bad.wav", "one.wav", "two.mp3"), *SUB_ARGS, "--keep-going", check=False
-    )
-    workdir.joinpath("run.stderr").write_text(proc.stderr)
+    (inputs / BAD).write_text("not audio at all\n")
+    shutil.copy(train_wavs[0], inputs / GOOD[0])
+    ffmpeg("-i", str(train_wavs[1]), "-c:a", "libmp3lame", str(inputs / GOOD[1]))
+    (inputs / NOT_A_RECORDING).write_text("not a recording: no subtitles\n")
+    sub = {"runs": {run: {} for run in RUNS}, "subtitles": {"beam_size": 1, "inputs": INPUTS}}
+    (workdir / "sub.yaml").write_text(yaml.safe_dump(sub, allow_unicode=True), encoding="utf-8")
+    proc = snakemake(workdir, *targets(BAD, *GOOD), *SUB_ARGS, "--keep-going", check=False)
+    workdir.joinpath("run.stderr").write_text(proc.stderr, encoding="utf-8")
     assert proc.returncode != 0, "the bad recording's job must fail"
     return workdir
 
 
 def test_keep_going_builds_the_good_recordings(workflow):
-    for name in ("one.wav", "two.mp3"):
-        for path in targets(name):
+    for name in GOOD:
+        for path in every_output(name):
             assert (workflow / path).stat().st_size > 0, path
-        assert "model lora-r8" in (workflow / f"logs/subtitles/best/{name}.log").read_text()
+        log = (workflow / f"logs/subtitles/best/{name}.log").read_text(encoding="utf-8")
+        assert "model lora-r8" in log, log
         review = read_review(workflow / f"results/subtitles/best/{name}.review.tsv")
         assert review and review[0]["rank"] == "1", review
-    stderr = (workflow / "run.stderr").read_text()
-    assert "whisperforge error in rule subtitles: inputs/bad.wav: cannot decode audio" in stderr
-    assert not any((workflow / path).exists() for path in targets("bad.wav"))
+        cues = (workflow / f"results/subtitles/best/{name}.srt").read_text(encoding="utf-8")
+        assert list(srt.parse(cues)), name
+    stderr = (workflow / "run.stderr").read_text(encoding="utf-8")
+    assert f"whisperforge error in rule subtitles: {INPUTS}/{BAD}: cannot decode audio" in stderr
+    assert not any((workflow / path).exists() for path in every_output(BAD)[:-1])
+    log = (workflow / f"logs/subtitles/best/{BAD}.log").read_text(encoding="utf-8")
+    assert f"ERROR subtitles: {INPUTS}/{BAD}: cannot decode audio" in log, log
+    # Nothing else was written: no output under a mangled or half name.
+    written = {p.name for p in (workflow / "results/subtitles/best").iterdir()}
+    assert written == {Path(p).name for name in GOOD for p in every_output(name)[:-1]}, written
 
 
 def test_default_target_has_every_recording_and_nothing_else(workflow):
-    planned = jobs_planned(workflow, "--configfile", "config.yaml", "sub.yaml")
-    assert planned.get("subtitles") == 3, planned  # readme.txt is not a recording
+    planned = planned_jobs(workflow, "--configfile", "config.yaml", "sub.yaml")
+    # One job per recording, with every output of it; the .txt file is no recording.
+    subtitles = {job for job in planned if job[0] == "subtitles"}
+    assert subtitles == {subtitles_job(name) for name in (BAD, *GOOD)}, subtitles
 
 
 def test_new_recording_builds_alone_and_a_new_best_rebuilds_all(workflow, train_wavs):
-    everything = targets("bad.wav", "one.wav", "two.mp3", "three.wav")
-    shutil.copy(train_wavs[2], workflow / "inputs/three.wav")
+    # Targets before --allowed-rules, which would take them as rule names.
+    everything = [*targets(BAD, *GOOD, NEW), *SUB_ARGS]
+    shutil.copy(train_wavs[2], workflow / INPUTS / NEW)
     try:
-        assert jobs_planned(workflow, *everything, *SUB_ARGS) == {"subtitles": 2}  # bad, three
+        # Every job planned, of any rule: only these.
+        assert planned_jobs(workflow, *everything) == {subtitles_job(BAD), subtitles_job(NEW)}
         write_cer(workflow / "results/eval/lora/test/cer.json", 0.1)  # lora is now the best
-        assert jobs_planned(workflow, *everything, *SUB_ARGS) == {"subtitles": 4}
-        assert jobs_planned(workflow, *targets("one.wav", model="lora-r8"), *SUB_ARGS) == {
-            "subtitles": 1
+        assert planned_jobs(workflow, *everything) == {
+            subtitles_job(name) for name in (BAD, *GOOD, NEW)
         }
+        other = [*targets(GOOD[0], model="lora-r8"), *SUB_ARGS]
+        assert planned_jobs(workflow, *other) == {subtitles_job(GOOD[0], model="lora-r8")}
     finally:
-        (workflow / "inputs/three.wav").unlink()
+        (workflow / INPUTS / NEW).unlink()
