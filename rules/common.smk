@@ -19,11 +19,20 @@ from whisperforge.config import (
 from whisperforge.corpora import corpus_plan
 from whisperforge.options import decode_keys
 from whisperforge.errors import WhisperforgeError
+from whisperforge.instances import clear_stale_locks
 
 try:
     validate_config(config, Path(workflow.basedir) / "schemas" / "config.schema.yaml")
 except WhisperforgeError as e:
     raise WorkflowError(str(e)) from None
+
+if workflow.is_main_process:  # a job's own snakemake (SLURM, groups) is not a build
+    stale = clear_stale_locks(Path(".snakemake"))
+    if stale:
+        logger.warning(
+            f".snakemake/locks: removed {len(stale)} lock(s) left by a killed build "
+            "(no other build is running here)"
+        )
 
 
 RUNS = sorted(config["runs"])

@@ -20,6 +20,7 @@ from whisperforge.dataset import (
     FRAMES_PER_S,
     SpeechTransform,
     audio_frames,
+    shared_epoch,
     shift_features,
     speech_dataset,
 )
@@ -87,26 +88,37 @@ def test_log_mels_are_cached_without_audio_augmentation(processor, tmp_path, mon
 def test_shift_delays_the_speech_by_the_drawn_frames(processor, tmp_path):
     record = record_of(tmp_path / "a.wav", speech_like(1.5))
     plain = speech_data([record], processor)[0]["input_features"]
+    epoch = shared_epoch()
     shifting = speech_data(
-        [record], processor, augment=augment(shift_prob=1.0, shift_max_s=0.5), seed=3
+        [record], processor, augment=augment(shift_prob=1.0, shift_max_s=0.5), seed=3, epoch=epoch
     )
-    shifts = set()
-    for _ in range(20):
+
+    def shift() -> int:
         features = shifting[0]["input_features"]
         # The shift is the offset at which the unshifted log-mel reappears.
         matches = [k for k in range(51) if np.array_equal(features[:, k:], plain[:, : -k or None])]
         assert len(matches) == 1, matches
-        shifts.add(matches[0])
-    assert len(shifts) > 5 and max(shifts) <= 50
+        return matches[0]
+
+    shifts = []
+    for n in range(20):
+        epoch.fill_(n)  # as the trainer sets it when an epoch begins
+        shifts.append(shift())
+    assert len(set(shifts)) > 5 and max(shifts) <= 50
+    # A draw is a function of the seed, the record and the epoch: a resumed run draws the same.
+    epoch.fill_(7)
+    assert shift() == shifts[7]
 
 
 def test_timestamp_labels_move_with_the_shift(processor, tmp_path):
     record = record_of(tmp_path / "a.wav", speech_like(1.5))
+    epoch = shared_epoch()
     data = speech_data(
-        [record], processor, timestamps=True, augment=augment(shift_prob=1.0), seed=5
+        [record], processor, timestamps=True, augment=augment(shift_prob=1.0), seed=5, epoch=epoch
     )
     tokenizer = processor.tokenizer
-    for _ in range(10):
+    for n in range(10):
+        epoch.fill_(n)
         item = data[0]
         text = tokenizer.decode(item["labels"], decode_with_timestamps=True)
         start = float(re.findall(r"<\|(\d+\.\d+)\|>", text)[0])
@@ -116,8 +128,12 @@ def test_timestamp_labels_move_with_the_shift(processor, tmp_path):
 
 def test_shift_never_pushes_audio_out_of_the_window(processor, tmp_path):
     record = record_of(tmp_path / "long.wav", speech_like(29.9))
-    data = speech_data([record], processor, augment=augment(shift_prob=1.0, shift_max_s=2.0))
-    for _ in range(5):
+    epoch = shared_epoch()
+    data = speech_data(
+        [record], processor, augment=augment(shift_prob=1.0, shift_max_s=2.0), epoch=epoch
+    )
+    for n in range(5):
+        epoch.fill_(n)
         features = data[0]["input_features"]
         silent_lead = np.argmax(features.max(axis=0) > features.min())
         assert silent_lead <= 10 + 1  # 30 s window - 29.9 s of audio = 10 frames of room

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import datasets
@@ -53,6 +54,20 @@ def test_the_saved_dataset_loads_back_with_the_same_rows_and_audio(splits, tmp_p
             for key, value in record.items():
                 if key != "audio":
                     assert row[key] == value, (split, key)  # 0 == 0.0: the schema's float
+
+
+def test_two_saves_of_the_same_manifests_are_the_same_bytes(splits, tmp_path):
+    first = tmp_path / "first/hf"
+    save_hf_dataset(splits, first)
+    time.sleep(0.01)
+    for manifest in splits.values():
+        manifest.touch()  # a rebuild: same bytes, a newer mtime
+    second = tmp_path / "second/hf"
+    save_hf_dataset(splits, second)
+    files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
+    assert any(f.name == "state.json" for f in files)
+    for name in files:
+        assert (first / name).read_bytes() == (second / name).read_bytes(), name
 
 
 def test_a_missing_audio_file_is_named_and_nothing_is_written(splits, tmp_path):

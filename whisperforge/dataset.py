@@ -163,6 +163,7 @@ class SpeechTransform:
         seed: int = 0,
         feature_padding: str = "transformers",
         size: int | None = None,
+        epoch: torch.Tensor | None = None,
     ) -> None:
         if feature_padding not in FEATURE_PADDINGS:
             raise WhisperforgeError(
@@ -174,7 +175,7 @@ class SpeechTransform:
         self.timestamps = timestamps
         self.augment = augment if augment is not None and augment.active else None
         self.seed = seed
-        self.draws = 0
+        self.epoch = shared_epoch() if epoch is None else epoch
         changes_audio = self.augment is not None and self.augment.changes_audio
         cacheable = not changes_audio and size is not None and size <= FEATURE_CACHE_MAX_ITEMS
         # Keyed by (path, start, end): segments of one long recording share its path.
@@ -223,10 +224,11 @@ class SpeechTransform:
     def example(self, record: dict[str, Any]) -> dict[str, Any]:
         rng = None
         if self.augment is not None:
-            # A fresh draw per visit, reproducible from the seed, the record's place in the
-            # manifest and the order of visits (ints only: str hashes differ between processes).
-            self.draws += 1
-            rng = random.Random(hash((self.seed, record[POSITION], self.draws)))
+            # A fresh draw each epoch (an epoch visits a record once), a function of the seed,
+            # the record's place in the manifest and the epoch only: the same whichever worker
+            # computes it and whether or not the run was resumed (ints only: str hashes differ
+            # between processes).
+            rng = random.Random(hash((self.seed, record[POSITION], int(self.epoch))))
         features, clip_frames = self.log_mel(record["audio"], rng)
         shift = 0
         if rng is not None:
@@ -243,6 +245,12 @@ class SpeechTransform:
         return {key: [e[key] for e in examples] for key in ("input_features", "labels")}
 
 
+def shared_epoch() -> torch.Tensor:
+    """The epoch being trained, in shared memory: DataLoader workers hold copies of the training
+    transform and read the Trainer's epoch through it (set by `train.EpochOfAugmentation`)."""
+    return torch.zeros((), dtype=torch.int64).share_memory_()
+
+
 def speech_dataset(
     data: datasets.Dataset | datasets.IterableDataset,
     processor: Any,
@@ -252,12 +260,14 @@ def speech_dataset(
     seed: int = 0,
     feature_padding: str = "transformers",
     size: int | None = None,
+    epoch: torch.Tensor | None = None,
 ) -> datasets.Dataset | datasets.IterableDataset:
     """`data` (a loaded manifest) with Whisper's inputs computed on the fly at each visit.
 
     A `Dataset` gets the transform with `with_transform`; an `IterableDataset` is shuffled with a
     seeded buffer (reshuffled each epoch: the Trainer calls `set_epoch`) and mapped lazily.
     `size`: the number of records of a streamed set, for the feature cache's decision.
+    `epoch`: a `shared_epoch()` the trainer sets, which keys the augmentation draws.
     """
     streamed = isinstance(data, datasets.IterableDataset)
     columns = list(data.features)
@@ -268,6 +278,7 @@ def speech_dataset(
         seed=seed,
         feature_padding=feature_padding,
         size=size if streamed else len(data),
+        epoch=epoch,
     )
     if not streamed:
         return data.add_column(POSITION, list(range(len(data)))).with_transform(transform)

@@ -3,7 +3,8 @@
 `atomic_path` yields a temp path beside the destination and renames it into place only when the
 block succeeds; `write_text` and `write_json` are its two common uses. A write that fills the disk
 is one line naming the file and the space left, and leaves nothing partial; `is_full_disk` tells
-such a write from other failures, whatever the library raised. `read_json` and
+such a write from other failures, whatever the library raised. What a killed writer left beside
+its destination is removed by the next write (`remove_leftovers`). `read_json` and
 `read_json_object` read a step's JSON output back, naming the file when it is missing or malformed,
 and `json_number` tells a finite number in it from anything else. `sha256_file` is the digest
 recorded for provenance and checkpoints.
@@ -16,6 +17,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -92,6 +94,22 @@ def is_full_disk(error: BaseException, where: str | Path | None = None, needed: 
     )
 
 
+def remove_leftovers(dest: Path, suffix: str = ".tmp") -> list[Path]:
+    """Remove what a killed writer of `dest` left beside it: its temp file or directory
+    (`.<name>.<8 random characters><suffix>`, as `tempfile` names them) and the previous version
+    it had moved aside (`.<name>.old-<pid>`). One job writes an output at a time (Snakemake's
+    locks), so none of these belongs to a live writer; `dest` itself is rebuilt by the caller."""
+    name = re.escape(f".{dest.name}.")
+    pattern = re.compile(rf"{name}([a-z0-9_]{{8}}{re.escape(suffix)}|old-\d+)")
+    leftovers = [p for p in dest.parent.iterdir() if pattern.fullmatch(p.name)]
+    for path in leftovers:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    return leftovers
+
+
 @contextmanager
 def atomic_path(dest: str | Path, suffix: str = "", what: str = "it") -> Iterator[Path]:
     """Yield a temp path beside `dest`, renamed onto it only if the block succeeds.
@@ -101,6 +119,7 @@ def atomic_path(dest: str | Path, suffix: str = "", what: str = "it") -> Iterato
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(dest, suffix or ".tmp")
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=suffix or ".tmp", dir=dest.parent)
     os.close(fd)
     tmp_path = Path(tmp)
@@ -124,6 +143,7 @@ def atomic_dir(dest: str | Path, what: str = "it") -> Iterator[Path]:
     is one line, as in `atomic_path`, with the temp directory gone."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(dest)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
     old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
     try:

@@ -19,7 +19,7 @@ import datasets
 
 from whisperforge.audio import SAMPLE_RATE
 from whisperforge.errors import WhisperforgeError, one_line
-from whisperforge.files import atomic_dir, is_full_disk
+from whisperforge.files import atomic_dir, is_full_disk, sha256_file
 from whisperforge.manifest import numbered_records
 
 # Whisper-Finetune's manifest fields, typed. pyarrow infers a JSON column's type per 10 MB chunk:
@@ -109,7 +109,14 @@ def hf_split(manifest: str | Path) -> datasets.Dataset:
     # Stored undecoded: a row reads as {"bytes", "path"} anywhere; decoding into arrays needs
     # torchcodec and FFmpeg, which the workflow's envs do not have. With them:
     # `corpus.cast_column("audio", datasets.Audio(sampling_rate=16000))`.
-    return data.cast_column("audio", datasets.Audio(sampling_rate=SAMPLE_RATE, decode=False))
+    # The saved state.json's fingerprint from the manifest's bytes: `datasets` would derive it
+    # from the file's path and mtime, so two builds of the same data would differ there.
+    fingerprint = sha256_file(scan.path)[:16]
+    return data.cast_column(
+        "audio",
+        datasets.Audio(sampling_rate=SAMPLE_RATE, decode=False),
+        new_fingerprint=fingerprint,
+    )
 
 
 def save_hf_dataset(manifests: dict[str, str | Path], out_dir: str | Path) -> dict[str, int]:

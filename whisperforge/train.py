@@ -41,7 +41,7 @@ from transformers import (
 )
 
 from whisperforge.checkpoints import fingerprint, prepare_checkpoint_dir
-from whisperforge.dataset import Augment, SpeechCollator, speech_dataset
+from whisperforge.dataset import Augment, SpeechCollator, shared_epoch, speech_dataset
 from whisperforge.divergence import DivergenceStop, TrainingDiverged
 from whisperforge.errors import WhisperforgeError
 from whisperforge.files import atomic_path, free_bytes, human_bytes, is_full_disk, write_json
@@ -278,6 +278,18 @@ class AdaLoraBudget(TrainerCallback):
             log.warning("step %d: non-finite gradients; rank budget not updated", state.global_step)
             return
         self.model.base_model.update_and_allocate(state.global_step)
+
+
+class EpochOfAugmentation(TrainerCallback):
+    """Tells the training set's transform, and its DataLoader workers, which epoch begins: the
+    augmentation draws are keyed by it, so a resumed run draws what an uninterrupted one does."""
+
+    def __init__(self, epoch: torch.Tensor) -> None:
+        self.epoch = epoch
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        # state.epoch: the epochs done, fractional when resumed mid-epoch
+        self.epoch.fill_(math.floor((state.epoch or 0) + 1e-6))
 
 
 class CurrentIntervals(TrainerCallback):
@@ -608,6 +620,7 @@ def train(job: dict[str, Any]) -> dict[str, Any]:
     args.per_device_train_batch_size = plan.micro_batch
     args.gradient_accumulation_steps = plan.accumulation
 
+    epoch = shared_epoch()
     train_set = speech_dataset(
         train_data,
         processor,
@@ -616,6 +629,7 @@ def train(job: dict[str, Any]) -> dict[str, Any]:
         seed=settings["seed"],
         feature_padding=settings["feature_padding"],
         size=train_scan.records,
+        epoch=epoch,
     )
     dev_set = speech_dataset(
         dev_data,
@@ -626,6 +640,7 @@ def train(job: dict[str, Any]) -> dict[str, Any]:
     divergence = settings["divergence"]
     callbacks: list[TrainerCallback] = [
         CurrentIntervals(),
+        EpochOfAugmentation(epoch),
         DivergenceStop(
             divergence["patience"],
             divergence["max_loss_factor"],
@@ -675,20 +690,22 @@ def train(job: dict[str, Any]) -> dict[str, Any]:
         "gradient_checkpointing": settings["gradient_checkpointing"],
         **memory,
         "global_step": trainer.state.global_step,
-        "resumed_from": job["resume"],
         "best_checkpoint": None,
         "best_metric": trainer.state.best_metric,
         "eval_utterances": len(dev_data),
         "streaming": streaming,
-        "final_eval": without_timings(final_eval),
+        "final_eval": without_run_facts(final_eval),
     }
-    # How long it took and how much memory was free: true of this run on this machine, not of
-    # the adapter, whose folder is then the same bytes on every build (timings_file).
+    # How long it took, how much memory was free, which checkpoint this call resumed from and
+    # the mean loss of the steps it trained: true of this call on this machine, not of the
+    # adapter, whose folder is then the same bytes on every build, resumed or not (timings_file).
     timings = {
         "train_runtime_s": result.metrics.get("train_runtime"),
         "train_samples_per_second": result.metrics.get("train_samples_per_second"),
-        "final_eval": {k: v for k, v in final_eval.items() if is_timing(k)},
+        "final_eval": {k: v for k, v in final_eval.items() if is_run_fact(k)},
         "memory_budget_gb": summary.pop("memory_budget_gb", None),
+        "resumed_from": job["resume"],
+        "train_loss_of_this_call": result.metrics.get("train_loss"),
     }
     log.info("timings: %s", timings)
     if trainer.is_world_process_zero():
@@ -699,14 +716,17 @@ def train(job: dict[str, Any]) -> dict[str, Any]:
 
 
 TIMING_SUFFIXES = ("_runtime", "_per_second")  # the Trainer's wall-clock metrics
+# The Trainer's mean loss over the steps one call trained: a resumed call's covers fewer steps.
+CALL_METRICS = ("train_loss",)
 
 
-def is_timing(key: str) -> bool:
-    return key.endswith(TIMING_SUFFIXES)
+def is_run_fact(key: str) -> bool:
+    """A metric that is true of one call on one machine, not of the training it continues."""
+    return key.endswith(TIMING_SUFFIXES) or key in CALL_METRICS
 
 
-def without_timings(metrics: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in metrics.items() if not is_timing(k)}
+def without_run_facts(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in metrics.items() if not is_run_fact(k)}
 
 
 def timings_file(out_dir: Path) -> Path:
@@ -726,10 +746,10 @@ def write_adapter_config(adapter_dir: Path) -> None:
 
 
 def write_trainer_state(state: Any, path: Path) -> None:
-    """The trainer state without the wall-clock metrics in its log history (timings_file has
-    them): the loss curves and steps, the same bytes for the same training."""
+    """The trainer state without the run facts in its log history (timings_file has them): the
+    loss curves and steps, the same bytes for the same training, resumed or not."""
     record = dataclasses.asdict(state)
-    record["log_history"] = [without_timings(entry) for entry in record["log_history"]]
+    record["log_history"] = [without_run_facts(entry) for entry in record["log_history"]]
     with atomic_path(path) as tmp:  # the Trainer's own layout (save_to_json)
         tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
