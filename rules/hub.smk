@@ -53,6 +53,11 @@ rule hub_folder:
         ],
         provenance="results/models/{run}/provenance.json",
         stats="results/manifests/stats.json",
+        mix=lambda wc: (
+            [f"results/manifests/runs/{wc.run}/mix.json"]
+            if wc.run in MIXED_RUNS
+            else []
+        ),
         base_model=base_model_dir(),  # its card's license, when it has one
     output:
         directory("results/hub/{run}/{artifact}"),

@@ -19,6 +19,7 @@ def main(smk):
         base_cer_files=dict(zip(smk.params.sets, smk.input.base_cer, strict=True)),
         provenance=smk.input.provenance,
         stats=smk.input.stats,
+        mix=smk.input.mix[0] if smk.input.mix else None,  # a mixed run's mix.json
         base=smk.params.base,
         revision=smk.params.revision,
         base_dir=smk.input.base_model,

@@ -155,6 +155,49 @@ def test_folder_links_the_model_and_its_card_carries_the_cer(
         assert 'compute_type="float16"' in card.text
 
 
+def test_a_mixed_runs_card_shows_each_corpus_it_trained_on(tmp_path, tiny, inputs):
+    mix = {
+        "aishell": {
+            "weight": 1.0,
+            "fraction": 1.0,
+            "recordings": None,
+            "utterances": 50,
+            "hours": 0.05,
+            "samples_per_epoch": 50,
+            "dev_utterances": 10,
+        },
+        "lectures": {
+            "weight": 2.0,
+            "fraction": 1.0,
+            "recordings": 2,
+            "utterances": 24,
+            "hours": 0.0213,
+            "samples_per_epoch": 48,
+            "dev_utterances": 0,
+        },
+    }
+    write_json(tmp_path / "mix.json", mix)
+    out = tmp_path / "hub/lectures/transformers"
+    q = artifact_quantization("transformers", ["float16"])
+    make_hub_folder(
+        out,
+        tiny,
+        run="lectures",
+        artifact="transformers",
+        quantization=q,
+        **inputs,
+        mix=tmp_path / "mix.json",
+    )
+    card = ModelCard.load(out / "README.md").text
+    assert "| aishell | 1 | - | 50 | 0.05 | 50 | 10 |" in card
+    assert "| lectures | 2 | 2 | 24 | 0.0213 | 48 | 0 |" in card
+    assert "The main corpus, whose splits are evaluated above" in card
+    assert "| train | 50 | 0.05 | 4 |" in card  # the main corpus's own counts, still there
+    plain = tmp_path / "hub/lora/transformers"
+    build(plain, tiny, "transformers", inputs)
+    assert "lectures" not in ModelCard.load(plain / "README.md").text
+
+
 def test_rebuild_replaces_only_the_folder_and_a_failed_build_keeps_the_old_one(
     tmp_path, tiny, inputs
 ):

@@ -142,6 +142,7 @@ class CardFacts:
     stats: Mapping[str, Any]  # results/manifests/stats.json
     provenance: Mapping[str, Any]
     provenance_sha256: str
+    mix: Mapping[str, Any] | None = None  # a mixed run's results/manifests/runs/<run>/mix.json
 
 
 def is_hub_id(base: str) -> bool:
@@ -280,6 +281,37 @@ def data_table(stats: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def mix_table(mix: Mapping[str, Any]) -> str:
+    """A mixed run's corpora: what each gave to training (as drawn) and to validation."""
+    lines = [
+        "| corpus | weight | recordings | utterances | hours | samples an epoch | dev utterances |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, c in sorted(mix.items()):
+        recordings = "-" if c.get("recordings") is None else c["recordings"]
+        lines.append(
+            f"| {name} | {c['weight']:g} | {recordings} | {c['utterances']} | {c['hours']:g} "
+            f"| {c['samples_per_epoch']} | {c['dev_utterances']} |"
+        )
+    return "\n".join(lines)
+
+
+def data_lines(facts: CardFacts) -> list[str]:
+    if not facts.mix:
+        return ["Data (utterances after the workflow's filters):", "", data_table(facts.stats)]
+    return [
+        "Trained on a mix of corpora (`weight`: how many times each utterance is seen an "
+        "epoch; utterances and hours of each train split as the mix drew it):",
+        "",
+        mix_table(facts.mix),
+        "",
+        "The main corpus, whose splits are evaluated above (utterances after the workflow's "
+        "filters):",
+        "",
+        data_table(facts.stats),
+    ]
+
+
 def usage(facts: CardFacts) -> str:
     lang = facts.language or "zh"
     where = '"."  # this folder, or the hub repo id it was pushed to'
@@ -358,9 +390,7 @@ def card_text(facts: CardFacts) -> str:
         "",
         *training_lines(facts),
         "",
-        "Data (utterances after the workflow's filters):",
-        "",
-        data_table(facts.stats),
+        *data_lines(facts),
         "",
         "Provenance: `provenance.json` sha256 "
         f"`{facts.provenance_sha256}`"
@@ -467,6 +497,7 @@ def make_hub_folder(
     base_cer_files: Mapping[str, str | Path],
     provenance: str | Path,
     stats: str | Path,
+    mix: str | Path | None = None,
     base: str,
     revision: str | None,
     base_dir: str | Path,
@@ -477,7 +508,7 @@ def make_hub_folder(
 ) -> dict[str, int]:
     """Read the run's CER files (set name -> cer.json of export `quantization`: the artifact's
     own, or the primary one for transformers), the base model's on the same sets, provenance
-    and data counts; build the card and the folder."""
+    and data counts (`mix`: a mixed run's mix.json); build the card and the folder."""
     facts = CardFacts(
         run=run,
         artifact=artifact,
@@ -493,6 +524,7 @@ def make_hub_folder(
         stats=read_json_object(stats, "manifest stats"),
         provenance=read_json_object(provenance, "provenance"),
         provenance_sha256=sha256_file(provenance),
+        mix=read_json_object(mix, "a run's mix") if mix else None,
     )
     return build_hub_folder(out_dir, model_dir, build_card(facts))
 
