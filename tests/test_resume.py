@@ -96,25 +96,37 @@ def test_checkpoints_from_before_the_divergence_keys_existed_are_resumed(trained
     assert not list(tmp_path.glob("checkpoints.replaced-*"))
 
 
-@pytest.mark.parametrize("workers", [0, 2])
-def test_a_resumed_run_writes_the_adapter_an_uninterrupted_one_writes(inputs, tmp_path, workers):  # noqa: F811
-    """Augmentation on (config.yaml's speed and volume draws): the draws are keyed by epoch, so
-    the steps after a resume see the audio an uninterrupted run saw, in DataLoader workers too.
-
-    With workers, LoRA dropout is off here: PyTorch draws the workers' seeds from the main RNG
-    when the loader starts, which a resumed run does at another point of that RNG's stream, so
-    its dropout masks differ (README, "What survives what")."""
-    settings = tiny_settings(max_steps=8, save_total_limit=10, dataloader_num_workers=workers)
-    if workers:
-        settings["lora"]["dropout"] = 0.0
+@pytest.mark.parametrize(
+    ("workers", "batch", "resume_at"),
+    [(0, 2, 4), (2, 1, 2)],
+    ids=["in-process data, at an epoch's end", "2 DataLoader workers, mid-epoch"],
+)
+def test_a_resumed_run_writes_the_adapter_an_uninterrupted_one_writes(
+    inputs,  # noqa: F811
+    tmp_path,
+    workers,
+    batch,
+    resume_at,
+):
+    """Augmentation on (config.yaml's speed and volume draws) and LoRA dropout: the draws are
+    keyed by epoch and the RNG comes back from the checkpoint, so the steps after a resume see
+    the audio and the dropout masks an uninterrupted run saw, in DataLoader workers too."""
+    settings = tiny_settings(
+        max_steps=8,
+        save_total_limit=10,
+        dataloader_num_workers=workers,
+        per_device_train_batch_size=batch,
+    )
     assert settings["augment"]["speed_prob"] > 0 and settings["augment"]["volume_prob"] > 0
+    assert settings["lora"]["dropout"] > 0
     whole = tmp_path / "whole"
     train_tiny(inputs, whole, settings)
     resumed = tmp_path / "resumed"
     shutil.copytree(whole / "checkpoints", resumed / "checkpoints")
-    for step in (6, 8):  # killed after checkpoint-4: resumed mid-way through epoch 3 of 4
+    for step in range(resume_at + 2, 9, 2):  # killed after checkpoint-<resume_at>
         shutil.rmtree(resumed / f"checkpoints/checkpoint-{step}")
-    assert train_tiny(inputs, resumed, settings)["resumed_from"].endswith("checkpoint-4")
+    summary = train_tiny(inputs, resumed, settings)
+    assert summary["resumed_from"].endswith(f"checkpoint-{resume_at}")
     adapter = "adapter/checkpoint-final/adapter_model.safetensors"
     assert (whole / adapter).read_bytes() == (resumed / adapter).read_bytes()
     # The same losses, steps and best checkpoint (under the other folder's name).

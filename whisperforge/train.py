@@ -346,8 +346,11 @@ def training_arguments(
         seed=settings["seed"],
         data_seed=settings["seed"],
         dataloader_num_workers=settings["dataloader_num_workers"],
-        # Workers that live across epochs keep their in-memory log-mel caches (dataset.py).
-        dataloader_persistent_workers=settings["dataloader_num_workers"] > 0,
+        # Workers start anew each epoch: a persistent loader draws its workers' seed from the
+        # main RNG once, at its first epoch, which a resumed run reaches at a later one, so its
+        # dropout masks would differ from an uninterrupted run's (the cost: workers restart, and
+        # their in-memory log-mel caches, dataset.py, last one epoch).
+        dataloader_persistent_workers=False,
         remove_unused_columns=False,
         label_names=["labels"],
         report_to=list(settings["report_to"]),
