@@ -20,12 +20,27 @@ TARGET = "results/manifests/stats.json"
 
 
 def data_args(*configs: str) -> list[str]:
+    """The module's workdir reads its archive at ODD_ARCHIVE (odd.yaml)."""
+    return [TARGET, "--configfile", "config.yaml", "profiles/demo/demo.yaml", "odd.yaml", *configs]
+
+
+def demo_args(*configs: str) -> list[str]:
+    """A fresh workflow copy, its archive where the demo keeps it."""
     return [TARGET, "--configfile", "config.yaml", "profiles/demo/demo.yaml", *configs]
+
+
+# An archive where users keep theirs, under a name no shell would pass unquoted.
+ODD_ARCHIVE = "我的 数据 (v2)/data_aishell [1] & $x; 100%.tgz"
 
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
     workdir = copy_workflow(tmp_path_factory.mktemp("data"))
+    (workdir / ODD_ARCHIVE).parent.mkdir()
+    shutil.move(workdir / "demo/data_aishell.tgz", workdir / ODD_ARCHIVE)
+    (workdir / "odd.yaml").write_text(
+        yaml.safe_dump({"data": {"archive": ODD_ARCHIVE}}, allow_unicode=True), encoding="utf-8"
+    )
     snakemake(workdir, *data_args())
     return workdir
 
@@ -63,7 +78,7 @@ def test_filter_change_does_not_reextract(workdir):
 def test_md5_mismatch_is_one_line_and_leaves_no_output(tmp_path):
     workdir = copy_workflow(tmp_path / "wf")
     (workdir / "bad.yaml").write_text(yaml.safe_dump({"data": {"md5": "0" * 32}}))
-    proc = snakemake(workdir, *data_args("bad.yaml"), check=False)
+    proc = snakemake(workdir, *demo_args("bad.yaml"), check=False)
     assert proc.returncode != 0
     actual = md5sum(workdir / "demo/data_aishell.tgz")
     expected_line = f"demo/data_aishell.tgz: md5 mismatch: expected {'0' * 32}, got {actual}"
@@ -76,11 +91,12 @@ def test_md5_mismatch_is_one_line_and_leaves_no_output(tmp_path):
 def test_truncated_archive_fails_cleanly(tmp_path):
     workdir = copy_workflow(tmp_path / "wf")
     data = (workdir / "demo/data_aishell.tgz").read_bytes()
-    (workdir / "cut.tgz").write_bytes(data[: len(data) // 3])
-    (workdir / "cut.yaml").write_text(yaml.safe_dump({"data": {"archive": "cut.tgz", "md5": None}}))
-    proc = snakemake(workdir, *data_args("cut.yaml"), check=False)
+    cut = "cut (part 1) & $y; 50%.tgz"
+    (workdir / cut).write_bytes(data[: len(data) // 3])
+    (workdir / "cut.yaml").write_text(yaml.safe_dump({"data": {"archive": cut, "md5": None}}))
+    proc = snakemake(workdir, *demo_args("cut.yaml"), check=False)
     assert proc.returncode != 0
-    assert "cut.tgz: corrupt or truncated archive" in proc.stderr, proc.stderr[-2000:]
+    assert f"{cut}: corrupt or truncated archive" in proc.stderr, proc.stderr[-2000:]
     assert not (workdir / "results/data/aishell/wav").exists()
 
 
@@ -104,7 +120,7 @@ def test_download_rule_fetches_verifies_and_builds(tmp_path):
         (workdir / "net.yaml").write_text(
             yaml.safe_dump({"data": {"archive": None, "urls": [dead, url], "md5": md5}})
         )
-        snakemake(workdir, *data_args("net.yaml"))
+        snakemake(workdir, *demo_args("net.yaml"))
     finally:
         server.shutdown()
     assert md5sum(workdir / "resources/data_aishell.tgz") == md5
