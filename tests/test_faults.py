@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import SMALL_TRANSCRIPT, copy_workflow, make_archive, snakemake
+from helpers import ROOT, SMALL_TRANSCRIPT, copy_workflow, make_archive, snakemake
 from test_train import inputs, tiny_settings  # noqa: F401 (inputs: a fixture)
 
 from whisperforge.aishell import Filters, build_manifests, extract_archive
@@ -198,6 +198,18 @@ def test_an_extraction_that_fills_the_disk_is_one_line_and_leaves_nothing(small_
     with pytest.raises(WhisperforgeError, match=message + r"free some space or move results/$"):
         extract_archive(archive, wav_dir, data / "transcript.txt", data / "wavs.tsv", threads=2)
     assert contents(small_disk) == {"aishell": None}, "wavs, a transcript or an index was left"
+
+
+def test_an_extraction_that_cannot_fit_is_refused_before_a_wav_is_written(small_disk):
+    archive = ROOT / "demo/data_aishell.tgz"  # 4.5 MB of speech: ~5.4 MB of wavs on a 2 MB disk
+    wav_dir = small_disk / "aishell/wav"
+    message = (
+        rf"^{wav_dir}: [\d.]+ MB free, but the wavs of data_aishell.tgz need about [\d.]+ MB "
+        r"\(1.2 x the archive\); free space there or run in a directory on a bigger disk"
+    )
+    with pytest.raises(WhisperforgeError, match=message):
+        extract_archive(archive, wav_dir, small_disk / "transcript.txt", small_disk / "wavs.tsv")
+    assert contents(small_disk) == {}, "something was written"
 
 
 def test_manifests_that_fill_the_disk_are_one_line_and_leave_the_previous_ones(

@@ -31,7 +31,14 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from whisperforge.errors import WhisperforgeError
-from whisperforge.files import atomic_path, is_full_disk, no_space, write_json
+from whisperforge.files import (
+    atomic_path,
+    free_bytes,
+    human_bytes,
+    is_full_disk,
+    no_space,
+    write_json,
+)
 from whisperforge.manifest import make_record, write_jsonl
 
 log = logging.getLogger(__name__)
@@ -127,6 +134,22 @@ def extract_speaker_tar(data: bytes, name: str, archive: Path, wav_root: Path) -
     return entries
 
 
+# Extracted 16 kHz wavs per byte of the archive: AISHELL-1's 15.6 GB tgz gives ~18 GB of wavs.
+WAVS_PER_ARCHIVE_BYTE = 1.2
+
+
+def extraction_preflight(archive: Path, wav_dir: Path) -> None:
+    """Refuse, before a byte is written, an extraction whose wavs cannot fit where they go."""
+    needed = round(archive.stat().st_size * WAVS_PER_ARCHIVE_BYTE)
+    free = free_bytes(wav_dir)
+    if free < needed:
+        raise WhisperforgeError(
+            f"{wav_dir}: {human_bytes(free)} free, but the wavs of {archive.name} need about "
+            f"{human_bytes(needed)} ({WAVS_PER_ARCHIVE_BYTE} x the archive); free space there or "
+            "run in a directory on a bigger disk (snakemake --directory)"
+        )
+
+
 def extract_archive(
     archive: str | Path,
     wav_dir: str | Path,
@@ -145,6 +168,7 @@ def extract_archive(
     archive, wav_dir = Path(archive), Path(wav_dir)
     if not archive.is_file():
         raise WhisperforgeError(f"{archive}: archive not found")
+    extraction_preflight(archive, wav_dir)
     wav_dir.mkdir(parents=True, exist_ok=True)
     transcript: bytes | None = None
     max_pending = max_pending or 2 * threads  # bounds memory: ~40 MB per real speaker tar

@@ -29,6 +29,7 @@ from typing import Any
 
 import yaml
 
+from whisperforge.aishell import WAVS_PER_ARCHIVE_BYTE
 from whisperforge.config import deep_merge, looks_like_path, run_settings, validate_config
 from whisperforge.errors import WhisperforgeError, first_line, one_line
 from whisperforge.gpu import CPU_OK_PARAMETERS, parameter_count
@@ -37,7 +38,6 @@ GB = 10**9
 GIB = 2**30
 
 AISHELL_BYTES = 15_582_913_665  # data_aishell.tgz
-WAVS_PER_ARCHIVE_BYTE = 1.2  # extracted 16 kHz wavs (~18 GB) per byte of the archive
 # Weights of a hub model not fetched yet: the default base's float16 safetensors, else the
 # largest Whisper's (large-v3, float16). Any other model is measured on disk.
 HUB_WEIGHT_BYTES = {"openai/whisper-large-v3-turbo": 1_620_000_000}
