@@ -27,11 +27,16 @@ except WhisperforgeError as e:
     raise WorkflowError(str(e)) from None
 
 if workflow.is_main_process:  # a job's own snakemake (SLURM, groups) is not a build
-    stale = clear_stale_locks(Path(".snakemake"))
+    stale, doubt = clear_stale_locks(Path(".snakemake"))
     if stale:
         logger.warning(
             f".snakemake/locks: removed {len(stale)} lock(s) left by a killed build "
             "(no other build is running here)"
+        )
+    elif doubt:
+        logger.warning(
+            f".snakemake/locks: kept, {doubt}; once you know no build runs here, "
+            "snakemake --unlock"
         )
 
 

@@ -45,6 +45,10 @@ def run_step(smk: Any, main: Callable[[Any], None]) -> None:
         force=True,
     )
     try:
+        if Path(".snakemake").is_dir():  # the workflow's folder: this job is alive while it runs
+            from whisperforge.instances import hold_instance_lock
+
+            hold_instance_lock(Path(".snakemake"))
         if getattr(smk.resources, "gpu", 0):
             from whisperforge.gpu import claim_gpu
 

@@ -79,7 +79,9 @@ def killed_at(workdir: Path, moment: str, timeout: float = 900) -> None:
     env = {
         **os.environ,
         "HF_HUB_OFFLINE": "1",
-        "PYTHONPATH": str(ROOT / "tests/pause_at"),
+        "PYTHONPATH": os.pathsep.join(
+            filter(None, [str(ROOT / "tests/pause_at"), os.environ.get("PYTHONPATH")])
+        ),
         "WF_PAUSE_AT": moment,
         "WF_PAUSE_MARKER": str(marker),
     }
@@ -95,6 +97,12 @@ def killed_at(workdir: Path, moment: str, timeout: float = 900) -> None:
             time.sleep(0.2)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+        while True:  # every member of the group gone, not only the leader
+            try:
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.05)
 
 
 def is_artifact(relative: str) -> bool:

@@ -16,37 +16,72 @@ from whisperforge.instances import clear_stale_locks
 BUILD = """
 import sys, time
 from pathlib import Path
-from whisperforge.files import atomic_dir, atomic_path
-from whisperforge.instances import clear_stale_locks
-clear_stale_locks(Path(sys.argv[1]))
-locks = Path(sys.argv[1]) / "locks"
-locks.mkdir()
-(locks / "0.output.lock").write_text("results/x\\n")  # as Snakemake's lock() writes it
-print("locked", flush=True)
+from whisperforge.instances import clear_stale_locks, hold_instance_lock
+if sys.argv[2] == "build":
+    clear_stale_locks(Path(sys.argv[1]))
+    locks = Path(sys.argv[1]) / "locks"
+    locks.mkdir()
+    (locks / "0.output.lock").write_text("results/x\\n")  # as Snakemake's lock() writes it
+else:  # one of its jobs (scripts/_step.py)
+    hold_instance_lock(Path(sys.argv[1]))
+print("running", flush=True)
 time.sleep(600)
 """
 
 
-def test_a_live_builds_locks_stay_and_a_killed_builds_go(tmp_path: Path):
-    snakemake_dir = tmp_path / ".snakemake"
-    build = subprocess.Popen(
-        [sys.executable, "-c", BUILD, str(snakemake_dir)],
+def start(snakemake_dir: Path, role: str) -> subprocess.Popen:
+    process = subprocess.Popen(
+        [sys.executable, "-c", BUILD, str(snakemake_dir), role],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         text=True,
     )
+    assert process.stdout.readline().strip() == "running"
+    return process
+
+
+def sigkill(process: subprocess.Popen) -> None:
+    process.kill()  # no clean-up of its own
+    process.wait()
+
+
+def test_a_live_builds_locks_stay_and_a_killed_builds_go(tmp_path: Path):
+    snakemake_dir = tmp_path / ".snakemake"
+    build = start(snakemake_dir, "build")
+    job = start(snakemake_dir, "job")
+    lock = snakemake_dir / "locks/0.output.lock"
     try:
-        assert build.stdout.readline().strip() == "locked"
-        lock = snakemake_dir / "locks/0.output.lock"
-        assert clear_stale_locks(snakemake_dir) == []  # a second build while the first runs
+        assert clear_stale_locks(snakemake_dir) == ([], None)  # a second build meanwhile
+        sigkill(build)  # the build alone: its job runs on, an orphan
+        assert clear_stale_locks(snakemake_dir) == ([], None)
         assert lock.is_file()
     finally:
-        build.kill()  # SIGKILL: no cleanup of its own
-        build.wait()
-    assert clear_stale_locks(snakemake_dir) == [lock]
+        sigkill(build)
+        sigkill(job)
+    assert clear_stale_locks(snakemake_dir) == ([lock], None)
     assert not lock.exists()
-    instances = sorted(p.name for p in (snakemake_dir / "whisperforge-instances").iterdir())
-    assert instances == [f"{os.getpid()}.lock"], instances  # the dead one's gone
+    instances = [p.name for p in (snakemake_dir / "whisperforge-instances").iterdir()]
+    assert len(instances) == 1 and f"-{os.getpid()}-" in instances[0], instances  # the dead gone
+
+
+def test_locks_stay_while_a_killed_builds_cluster_jobs_may_run(tmp_path: Path):
+    snakemake_dir = tmp_path / ".snakemake"
+    (snakemake_dir / "locks").mkdir(parents=True)
+    (snakemake_dir / "locks/0.input.lock").write_text("results/x\n")
+    (snakemake_dir / "incomplete").mkdir()
+    (snakemake_dir / "incomplete/cmVzdWx0cy94").write_text('{"external_jobid": "4242"}')
+    assert clear_stale_locks(snakemake_dir) == (
+        [],
+        "cluster jobs 4242 of a killed build may still be running",
+    )
+    (snakemake_dir / "incomplete/cmVzdWx0cy94").unlink()
+    other_host = snakemake_dir / "whisperforge-instances/node17-99-0a1b2c3d.lock"
+    other_host.write_text("")  # a job on a compute node: flock may not reach it from here
+    assert clear_stale_locks(snakemake_dir) == (
+        [],
+        f"cannot tell whether {other_host.name} is alive",
+    )
+    assert (snakemake_dir / "locks/0.input.lock").is_file()
 
 
 WRITER = """

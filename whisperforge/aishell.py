@@ -181,37 +181,39 @@ def extract_archive(
         finally:
             slots.release()
 
+    pool = ThreadPoolExecutor(max_workers=threads)
     try:
-        with ThreadPoolExecutor(max_workers=threads) as pool:
-            for member, outer in _iter_outer(archive):
-                path = check_member(member, archive)
-                if not member.isfile():
-                    continue
-                if path.as_posix().endswith(TRANSCRIPT_MEMBER):
-                    transcript = outer.extractfile(member).read()
-                elif SPEAKER_TAR_DIR in path.as_posix() and path.name.endswith(".tar.gz"):
-                    data = outer.extractfile(member).read()
-                    if len(data) != member.size:
-                        raise WhisperforgeError(f"{archive}: truncated member {member.name!r}")
-                    slots.acquire()
-                    # A speaker tar that failed (a full disk) stops the stream now, not after
-                    # reading the rest of a 15 GB archive for nothing.
-                    failed = next((f for f in futures if f.done() and f.exception()), None)
-                    if failed is not None:
-                        slots.release()
-                        failed.result()
-                    futures.append(pool.submit(work, data, member.name))
-            entries = [e for f in futures for e in f.result()]
+        for member, outer in _iter_outer(archive):
+            path = check_member(member, archive)
+            if not member.isfile():
+                continue
+            if path.as_posix().endswith(TRANSCRIPT_MEMBER):
+                transcript = outer.extractfile(member).read()
+            elif SPEAKER_TAR_DIR in path.as_posix() and path.name.endswith(".tar.gz"):
+                data = outer.extractfile(member).read()
+                if len(data) != member.size:
+                    raise WhisperforgeError(f"{archive}: truncated member {member.name!r}")
+                slots.acquire()
+                # A speaker tar that failed (a full disk) stops the stream now, not after
+                # reading the rest of a 15 GB archive for nothing.
+                failed = next((f for f in futures if f.done() and f.exception()), None)
+                if failed is not None:
+                    slots.release()
+                    failed.result()
+                futures.append(pool.submit(work, data, member.name))
+        entries = [e for f in futures for e in f.result()]
     except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as e:
+        pool.shutdown(cancel_futures=True)  # the running speakers end; the queued never start
         shutil.rmtree(wav_dir, ignore_errors=True)
         raise WhisperforgeError(f"{archive}: corrupt or truncated archive ({e})") from None
     except BaseException as e:
-        for f in futures:
-            f.cancel()
+        pool.shutdown(cancel_futures=True)
         shutil.rmtree(wav_dir, ignore_errors=True)  # first, so the message counts its space
         if isinstance(e, Exception) and is_full_disk(e):
             raise no_space(wav_dir, "AISHELL wavs") from None
         raise
+    finally:
+        pool.shutdown()
     problem = None
     if transcript is None:
         problem = f"{archive}: no {TRANSCRIPT_MEMBER} in the archive"

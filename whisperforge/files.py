@@ -12,6 +12,7 @@ recorded for provenance and checkpoints.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -19,6 +20,7 @@ import math
 import os
 import re
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -54,7 +56,9 @@ def no_space(dest: Path, what: str) -> WhisperforgeError:
 
 # The OS's words for a full disk, as libraries that drop the OSError quote them: safetensors'
 # "I/O error: No space left on device (os error 28)" (112: Windows' ERROR_DISK_FULL).
-FULL_DISK_WORDS = ("No space left on device", "os error 28", "os error 112")
+FULL_DISK_WORDS = ("No space left on device", "os error 28") + (
+    ("os error 112",) if sys.platform == "win32" else ()  # EHOSTDOWN elsewhere
+)
 # A failed write whose errno is lost: torch.save's "PytorchStreamWriter failed writing file ..."
 # or, in torch 2.13, "unexpected pos 576 vs 534" over "basic_ios::clear: iostream error".
 WRITE_FAILURE_WORDS = ("write", "unexpected pos", "iostream error")
@@ -106,7 +110,8 @@ def remove_leftovers(dest: Path, suffix: str = ".tmp") -> list[Path]:
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path, ignore_errors=True)
         else:
-            path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # held open (a virus scanner): left for later
+                path.unlink()
     return leftovers
 
 
