@@ -2,10 +2,10 @@
 
 The base model has turbo's 32 encoder + 4 decoder layers, 20 heads, 128 mel bins, vocabulary and
 generation config, at d_model 80 instead of 1280 (benchmarks/bench_realshape.py runs the full
-width). Overridden, and nothing else: the base model, the data archive, step counts, and
-train.device (config.yaml asks for a GPU; this machine has none). So the real train, eval and
-export settings run: micro-batch 8, gradient checkpointing, speed and volume augmentation,
-transformers padding, LoRA r32 and AdaLoRA, float16 export, beam 5.
+width). Overridden, and nothing else: the base model, the data archive, step counts, the speed
+table's utterances, and train.device (config.yaml asks for a GPU; this machine has none). So the
+real train, eval and export settings run: micro-batch 8, gradient checkpointing, speed and volume
+augmentation, transformers padding, LoRA r32 and AdaLoRA, float16 export, beam 5.
 
 Narrowing the width does not make this cheap: 20 heads over 1,500 encoder frames in 32 layers cost
 about 10 s per training sample and 5 s per decoded utterance on 2 cores at any width. So the
@@ -31,6 +31,9 @@ KEEP = {"S0002": 8, "S0724": 2, "S0764": 2}  # speaker -> utterances kept (train
 OVERLAY = {
     "train": {"device": "cpu", "max_steps": 1},
     "runs": {"lora": {}, "adalora": {"use_adalora": True, "max_steps": 2}},
+    # The speed table's rows at beam 5 on 2 cores: ~50 s an utterance for a random model that
+    # babbles to the token budget; one shows every engine and batch variant running.
+    "eval": {"speed_utterances": 1},
 }
 MODELS = ("base", "lora", "adalora")
 
