@@ -202,18 +202,15 @@ def extract_archive(
                     failed.result()
                 futures.append(pool.submit(work, data, member.name))
         entries = [e for f in futures for e in f.result()]
-    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as e:
-        pool.shutdown(cancel_futures=True)  # the running speakers end; the queued never start
-        shutil.rmtree(wav_dir, ignore_errors=True)
-        raise WhisperforgeError(f"{archive}: corrupt or truncated archive ({e})") from None
     except BaseException as e:
-        pool.shutdown(cancel_futures=True)
-        shutil.rmtree(wav_dir, ignore_errors=True)  # first, so the message counts its space
+        pool.shutdown(cancel_futures=True)  # the running speakers end; the queued never start
+        shutil.rmtree(wav_dir, ignore_errors=True)  # first, so a full disk's line counts its space
+        if isinstance(e, (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile)):
+            raise WhisperforgeError(f"{archive}: corrupt or truncated archive ({e})") from None
         if isinstance(e, Exception) and is_full_disk(e):
             raise no_space(wav_dir, "AISHELL wavs") from None
         raise
-    finally:
-        pool.shutdown()
+    pool.shutdown()
     problem = None
     if transcript is None:
         problem = f"{archive}: no {TRANSCRIPT_MEMBER} in the archive"

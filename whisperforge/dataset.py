@@ -175,7 +175,8 @@ class SpeechTransform:
         self.timestamps = timestamps
         self.augment = augment if augment is not None and augment.active else None
         self.seed = seed
-        self.epoch = shared_epoch() if epoch is None else epoch
+        # Without the trainer's shared epoch (evaluation, tests), a plain one that stays 0.
+        self.epoch = torch.zeros((), dtype=torch.int64) if epoch is None else epoch
         changes_audio = self.augment is not None and self.augment.changes_audio
         cacheable = not changes_audio and size is not None and size <= FEATURE_CACHE_MAX_ITEMS
         # Keyed by (path, start, end): segments of one long recording share its path.

@@ -98,21 +98,19 @@ def is_full_disk(error: BaseException, where: str | Path | None = None, needed: 
     )
 
 
-def remove_leftovers(dest: Path, suffix: str = ".tmp") -> list[Path]:
+def remove_leftovers(dest: Path, suffix: str = ".tmp") -> None:
     """Remove what a killed writer of `dest` left beside it: its temp file or directory
     (`.<name>.<8 random characters><suffix>`, as `tempfile` names them) and the previous version
     it had moved aside (`.<name>.old-<pid>`). One job writes an output at a time (Snakemake's
     locks), so none of these belongs to a live writer; `dest` itself is rebuilt by the caller."""
     name = re.escape(f".{dest.name}.")
     pattern = re.compile(rf"{name}([a-z0-9_]{{8}}{re.escape(suffix)}|old-\d+)")
-    leftovers = [p for p in dest.parent.iterdir() if pattern.fullmatch(p.name)]
-    for path in leftovers:
+    for path in [p for p in dest.parent.iterdir() if pattern.fullmatch(p.name)]:
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path, ignore_errors=True)
         else:
             with contextlib.suppress(OSError):  # held open (a virus scanner): left for later
                 path.unlink()
-    return leftovers
 
 
 @contextmanager
