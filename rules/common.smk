@@ -67,6 +67,13 @@ EVAL_SETS = [
     *EXTRA_SETS,
     *CORPUS_SETS,
 ]  # everything every model is scored on
+# The general-speech set forgetting is measured on (eval.general): scored by every model.
+GENERAL_SET = config["eval"]["general"]
+if GENERAL_SET is not None and GENERAL_SET not in EVAL_SETS:
+    raise WorkflowError(
+        f"config eval.general: {GENERAL_SET} is not an evaluated set "
+        f"({', '.join(EVAL_SETS)}): name an eval split, an eval.sets name or a corpus"
+    )
 MIXES = {run: run_mix(config, run) for run in RUNS}
 MIXED_RUNS = [run for run in RUNS if not is_default_mix(MIXES[run])]
 QUANTIZATIONS = config["export"]["quantizations"]  # the primary first
@@ -179,12 +186,31 @@ def hf_model_dir(model):
     return base_model_dir() if model == "base" else f"results/models/{model}/merged"
 
 
+def guard_settings(run):
+    """The run's forgetting guard (whisperforge/guard.py), or None: eval.general unset or the
+    run's train.forgetting_guard off."""
+    settings = run_settings(config, run)
+    if GENERAL_SET is None or not settings["forgetting_guard"]:
+        return None
+    return {
+        "general_set": GENERAL_SET,
+        "budget_pts": config["eval"]["max_forgetting"],
+        "max_utterances": settings["guard_max_utterances"],
+    }
+
+
+def guard_manifest(wildcards):
+    """The general set's manifest, an input of a guarded run's finetune."""
+    return [eval_manifest(GENERAL_SET)] if guard_settings(wildcards.run) else []
+
+
 def run_params(wildcards):
     """The run's full training settings (deterministic: plain JSON-able values), with how the
-    data is read (data.streaming)."""
+    data is read (data.streaming) and its forgetting guard."""
     return {
         **run_settings(config, wildcards.run),
         "streaming": config["data"]["streaming"],
+        "guard": guard_settings(wildcards.run),
     }
 
 

@@ -175,6 +175,12 @@ rule summarize:
             labels={"figure": "learning curve"},
             caption="../report/learning_curve.rst",
         ),
+        forgetting=report(
+            "results/forgetting.png",
+            category="Summary",
+            labels={"figure": "adaptation vs forgetting"},
+            caption="../report/forgetting.rst",
+        ),
         config=report(
             "results/runs.yaml",
             category="Configuration",
@@ -192,6 +198,8 @@ rule summarize:
         variants=QUANTIZATIONS,
         max_cer_delta=config["eval"]["max_cer_delta"],
         fail_on_cer_delta=config["eval"]["fail_on_cer_delta"],
+        general=GENERAL_SET,
+        max_forgetting=config["eval"]["max_forgetting"],
         code=code_digest("summarize.py"),
     script:
         "../scripts/summarize.py"

@@ -76,6 +76,8 @@ rule hub_folder:
         license=HUB["license"],
         datasets=dataset_names(config["data"]["manifests"], TINY_BASE),
         language=config["eval"]["language"],
+        general=GENERAL_SET,
+        max_forgetting=config["eval"]["max_forgetting"],
         code=code_digest("hub_folder.py"),
     script:
         "../scripts/hub_folder.py"

@@ -71,6 +71,7 @@ rule finetune:
         # the main corpus's manifests, or the run's mix of corpora (rules/corpora.smk)
         train=lambda wc: run_manifest(wc.run, "train"),
         dev=lambda wc: run_manifest(wc.run, "dev"),
+        general=guard_manifest,  # eval.general's manifest when the run is guarded
     output:
         model=directory("results/models/{run}/adapter"),
         loss_plot=report(

@@ -17,6 +17,7 @@ def main(smk):
         smk.params.checkpoints,
         dict(smk.params.settings),
         threads=smk.threads,
+        general_manifest=next(iter(getattr(smk.input, "general", [])), None),
     )
     loss_plot = getattr(smk.output, "loss_plot", None)  # finetune has one, pretrain_base not
     if loss_plot:

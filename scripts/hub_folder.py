@@ -27,6 +27,8 @@ def main(smk):
         datasets=smk.params.datasets,
         language=smk.params.language,
         settings=smk.params.settings,
+        general=smk.params.general,
+        max_forgetting=smk.params.max_forgetting,
     )
     logging.getLogger("hub_folder").info("%s: %s", smk.output[0], counts)
 

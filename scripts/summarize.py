@@ -8,7 +8,7 @@ from whisperforge.report import eval_key, summarize
 
 OUT = {"summary_md": "summary", "table_tsv": "table", "chart_png": "chart"}
 OUT |= {"speed_tsv": "speed", "worst_tsv": "worst", "runs_yaml": "config"}
-OUT |= {"learning_curve_png": "learning_curve"}
+OUT |= {"learning_curve_png": "learning_curve", "forgetting_png": "forgetting"}
 
 
 def main(smk):
@@ -39,6 +39,8 @@ def main(smk):
         corpus_stats=corpus_stats,
         longform_files=longform,
         mix_files=mixes,
+        general=p.general,
+        max_forgetting=p.max_forgetting,
     )
 
 

@@ -143,6 +143,8 @@ class CardFacts:
     provenance: Mapping[str, Any]
     provenance_sha256: str
     mix: Mapping[str, Any] | None = None  # a mixed run's results/manifests/runs/<run>/mix.json
+    general: str | None = None  # eval.general: the general-speech set forgetting is judged on
+    max_forgetting: float = 2.0  # eval.max_forgetting, CER points
 
 
 def is_hub_id(base: str) -> bool:
@@ -213,6 +215,30 @@ def cer_table(facts: CardFacts) -> str:
             row += [_fmt_cer(base, wf=True), _fmt_cer(score, wf=True)]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
+
+
+def forgetting_line(facts: CardFacts) -> str | None:
+    """The card's word on forgetting: the run's general-speech CER against base's and the
+    budget (forgetting.py, as the summary says it)."""
+    from whisperforge.forgetting import Forgetting
+
+    general, base = (
+        facts.scores.get(facts.general or ""),
+        facts.base_scores.get(facts.general or ""),
+    )
+    if general is None or base is None:
+        return None
+    row = Forgetting(facts.run, facts.general or "", general.cer, base.cer, facts.max_forgetting)
+    verdict = (
+        f"**over the budget of {facts.max_forgetting:g} points: this model forgot general speech**"
+        if row.over_budget
+        else f"within the budget of {facts.max_forgetting:g} points"
+    )
+    return (
+        f"Forgetting: on the general-speech set `{row.general_set}` this model's CER is "
+        f"{100 * row.general_cer:.2f} % against the base model's {100 * row.base_general_cer:.2f} "
+        f"% ({row.points:+.2f} points), {verdict}."
+    )
 
 
 def _method(settings: Mapping[str, Any]) -> str:
@@ -386,6 +412,7 @@ def card_text(facts: CardFacts) -> str:
         "",
         cer_table(facts),
         "",
+        *([line, ""] if (line := forgetting_line(facts)) else []),
         "## Training",
         "",
         *training_lines(facts),
@@ -505,6 +532,8 @@ def make_hub_folder(
     datasets: Mapping[str, str],
     language: str | None,
     settings: Mapping[str, Any],
+    general: str | None = None,
+    max_forgetting: float = 2.0,
 ) -> dict[str, int]:
     """Read the run's CER files (set name -> cer.json of export `quantization`: the artifact's
     own, or the primary one for transformers), the base model's on the same sets, provenance
@@ -525,6 +554,8 @@ def make_hub_folder(
         provenance=read_json_object(provenance, "provenance"),
         provenance_sha256=sha256_file(provenance),
         mix=read_json_object(mix, "a run's mix") if mix else None,
+        general=general,
+        max_forgetting=max_forgetting,
     )
     return build_hub_folder(out_dir, model_dir, build_card(facts))
 

@@ -7,11 +7,15 @@ matplotlib is imported where it is used.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from whisperforge.errors import WhisperforgeError
 from whisperforge.files import atomic_path, json_number, read_json_object
+
+if TYPE_CHECKING:
+    from whisperforge.forgetting import Forgetting
 
 # PNG metadata matplotlib would otherwise stamp with its version: keep the bytes stable.
 _PNG_METADATA = {"Software": None}
@@ -138,4 +142,28 @@ def plot_learning_curve(curve: list[dict[str, Any]], out: str | Path) -> None:
     ax.set_title("Learning curve: own data vs whole held-out recordings (lower is better)")
     if corpora:
         ax.legend(title="corpus")
+    _save_png(fig, out)
+
+
+def plot_forgetting(rows: Sequence[Forgetting], out: str | Path) -> None:
+    """The trade-off: each run's target-set CER % against its general-speech CER %, base marked,
+    the budget a dashed line above base; a figure saying so when there is no general set."""
+    fig = _new_figure(6.5, 4.5)
+    ax = fig.add_subplot()
+    points = [r for r in rows if r.target_cer is not None]
+    if points:
+        first = points[0]
+        base_x, base_y = 100 * (first.base_target_cer or 0), 100 * first.base_general_cer
+        ax.scatter([base_x], [base_y], marker="s", color="black", label="base")
+        ax.axhline(base_y + first.budget_pts, linestyle="--", color="gray", label="budget")
+        for r in points:
+            x, y = 100 * r.target_cer, 100 * r.general_cer
+            ax.scatter([x], [y], color="tab:red" if r.over_budget else "tab:green")
+            ax.annotate(r.model, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        ax.set_xlabel(f"target set CER (%): {first.target_set}")
+        ax.set_ylabel(f"general speech CER (%): {first.general_set}")
+        ax.legend()
+    else:
+        ax.text(0.5, 0.5, "no general-speech set (eval.general)", ha="center")
+    ax.set_title("Adaptation vs forgetting (lower-left is better)")
     _save_png(fig, out)

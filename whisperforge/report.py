@@ -38,7 +38,8 @@ import yaml
 
 from whisperforge.errors import WhisperforgeError
 from whisperforge.files import json_number, read_json_object, write_text
-from whisperforge.plots import load_trainer_state, plot_cer, plot_learning_curve
+from whisperforge.forgetting import Forgetting, forgetting_of, forgetting_table, guard_line
+from whisperforge.plots import load_trainer_state, plot_cer, plot_forgetting, plot_learning_curve
 from whisperforge.score import BASE, load_cer
 
 Key = tuple[str, str, str]  # (model, variant, set)
@@ -46,6 +47,7 @@ Key = tuple[str, str, str]  # (model, variant, set)
 CANONICAL_SPLITS = ("train", "dev", "test")
 OUT_KEYS = ("summary_md", "table_tsv", "chart_png", "speed_tsv", "worst_tsv", "runs_yaml")
 LEARNING_CURVE_KEY = "learning_curve_png"  # optional: written when `out` names it
+FORGETTING_KEY = "forgetting_png"  # optional: written when `out` names it
 SPEED_KEYS = ("utterances", "audio_s")  # plus `engines`, or the older `hf` and `ct2`
 ENGINE_KEYS = ("engine", "variant", "batch_size", "seconds")
 VARIANT_DIR_PREFIX = "ct2-"
@@ -710,6 +712,8 @@ def _summary_md(
     """summary.md: the CER tables and flags, then variants, speed and training where there are
     any."""
     flag_lines = _flag_lines(cers, flags, order, primary, max_cer_delta)
+    if own_data and "forgetting_flags" in own_data:
+        flag_lines.append(own_data["forgetting_flags"])
     parts = [
         "# whisperforge results",
         f"## {WHISPERFORGE_LABEL}",
@@ -729,6 +733,8 @@ def _summary_md(
         _normalization_lines(cers, order),
     ]
     own_data = own_data or {}
+    if "forgetting" in own_data:
+        parts += ["## Forgetting: general speech against the target set", own_data["forgetting"]]
     if "corpora" in own_data:
         parts += ["## Your own data: corpora", own_data["corpora"]]
     if "longform" in own_data:
@@ -782,6 +788,54 @@ def _own_data_sections(
     return sections, curve
 
 
+def _forgetting(
+    cers: dict[Key, dict],
+    models: Sequence[str],
+    sets: Sequence[str],
+    primary: str,
+    general: str | None,
+    budget: float,
+) -> list[Forgetting]:
+    if general is None:
+        return []
+    primary_cers = {
+        (m, s_): json_number(r["cer"]) for (m, v, s_), r in cers.items() if v == primary
+    }
+    target = "test" if "test" in sets else next((s_ for s_ in sets if s_ != general), None)
+    runs = [m for m in models if m != BASE]
+    return forgetting_of(primary_cers, runs, general, budget, target)
+
+
+def _forgetting_sections(rows: list[Forgetting], states: Mapping[str, Path]) -> dict[str, str]:
+    """The flags (top of the summary) and the forgetting section, with each guarded run's
+    choice of checkpoint (its training_summary.json beside the adapter)."""
+    if not rows:
+        return {}
+    guards = []
+    for run in sorted(states):
+        path = Path(states[run]) / "training_summary.json"
+        outcome = (
+            read_json_object(path, "training summary").get("forgetting_guard")
+            if path.is_file()
+            else None
+        )
+        if outcome:
+            guards.append(guard_line(run, outcome))
+    flags = [f"- {r.flag()}" for r in rows if r.over_budget]
+    section = [
+        "CER % of the primary export; forgetting: points lost against base on the general set "
+        f"(budget {rows[0].budget_pts:g}, eval.max_forgetting); gain: points won on the target "
+        "set. The plot is `forgetting.png`.",
+        forgetting_table(rows),
+    ]
+    if guards:
+        section.append("Checkpoint selection (train.forgetting_guard):\n\n" + "\n".join(guards))
+    out = {"forgetting": "\n\n".join(section)}
+    if flags:
+        out["forgetting_flags"] = "\n".join(flags)
+    return out
+
+
 def summarize(
     cer_files: Mapping[Key, Path],
     speed_files: Mapping[str, Path],
@@ -797,6 +851,8 @@ def summarize(
     corpus_stats: Mapping[str, Path] | None = None,
     longform_files: Mapping[tuple[str, str], Path] | None = None,
     mix_files: Mapping[str, Path] | None = None,
+    general: str | None = None,
+    max_forgetting: float = 2.0,
 ) -> None:
     """Write the summary files named in `out` (keys: summary_md, table_tsv, chart_png, speed_tsv,
     worst_tsv, runs_yaml) from the CER files keyed by (model, variant, set) (`eval_key`), the
@@ -812,6 +868,11 @@ def summarize(
 
     The user's own data, where there is any (report_corpora.py): each corpus's stats.json,
     longform.json per (model, corpus) and each mixed run's mix.json.
+
+    `general` (config eval.general): the general-speech set; a run more than `max_forgetting`
+    CER points worse than base on it is flagged at the top, and a section puts each run's
+    forgetting beside its gain on the target set (test, else the first set), with what the
+    forgetting guard chose in training (forgetting.py).
     """
     missing = [k for k in OUT_KEYS if k not in out]
     if missing:
@@ -842,6 +903,8 @@ def summarize(
     own_data, curve = _own_data_sections(
         corpus_stats or {}, longform_files or {}, mix_files or {}, models, cers, primary
     )
+    forgetting = _forgetting(cers, models, sets, primary, general, max_forgetting)
+    own_data.update(_forgetting_sections(forgetting, states))
     table_rows = _table_rows(cers, order, flags)
     worst_rows = _worst_rows(cers, order)
     speed_rows = _speed_rows(speeds, primary)
@@ -872,4 +935,6 @@ def summarize(
     plot_cer(chart, [_label(m, v, primary) for m, v in rows], sets, Path(out["chart_png"]))
     if LEARNING_CURVE_KEY in out:
         plot_learning_curve(curve, Path(out[LEARNING_CURVE_KEY]))
+    if FORGETTING_KEY in out:
+        plot_forgetting(forgetting, Path(out[FORGETTING_KEY]))
     write_text(Path(out["summary_md"]), summary_md)

@@ -32,7 +32,6 @@ import datasets
 import torch
 from safetensors import SafetensorError
 from transformers import (
-    Seq2SeqTrainer,
     Seq2SeqTrainingArguments,
     TrainerCallback,
     WhisperForConditionalGeneration,
@@ -46,6 +45,7 @@ from whisperforge.divergence import DivergenceStop, TrainingDiverged
 from whisperforge.errors import WhisperforgeError
 from whisperforge.files import atomic_path, free_bytes, human_bytes, is_full_disk, write_json
 from whisperforge.gpu import pick_device, pick_precision
+from whisperforge.guard import Guard, GuardedTrainer, cer_metric, guard_outcome
 from whisperforge.hfdata import ManifestScan, load_manifest, scan_manifest
 
 log = logging.getLogger(__name__)
@@ -313,6 +313,8 @@ def training_arguments(
             f"({settings['save_steps']} vs {settings['eval_steps']})"
         )
     by_cer = settings["metric_for_best"] == "cer"
+    # With the forgetting guard, the best checkpoint is ranked by the guarded metric (guard.py).
+    best_metric = f"guarded_{settings['metric_for_best']}" if settings.get("guard") else None
     torch.set_num_threads(max(1, threads))
     return Seq2SeqTrainingArguments(
         output_dir=str(checkpoints),
@@ -336,7 +338,7 @@ def training_arguments(
         save_strategy="steps",
         save_steps=settings["save_steps"],
         save_total_limit=settings["save_total_limit"],
-        metric_for_best_model="cer" if by_cer else "loss",
+        metric_for_best_model=best_metric or settings["metric_for_best"],
         greater_is_better=False,
         predict_with_generate=by_cer,
         generation_max_length=225,
@@ -474,20 +476,6 @@ def disk_preflight(model: Any, checkpoints: Path, settings: dict[str, Any], full
     )
 
 
-def cer_metric(processor: Any):
-    from whisperforge.cer import normalize, score_pairs
-
-    def compute(pred) -> dict[str, float]:
-        labels = pred.label_ids.copy()
-        labels[labels == -100] = processor.tokenizer.pad_token_id
-        hyps = processor.tokenizer.batch_decode(pred.predictions, skip_special_tokens=True)
-        refs = processor.tokenizer.batch_decode(labels, skip_special_tokens=True)
-        scores = score_pairs([normalize(r) for r in refs], [normalize(h) for h in hyps])
-        return {"cer": scores["cer"] if scores["cer"] is not None else 1.0}
-
-    return compute
-
-
 def save_base_model_files(processor: Any, out: Path) -> None:
     """Tokenizer and feature extractor beside the weights, as CTranslate2/faster-whisper need."""
     processor.save_pretrained(out)
@@ -504,6 +492,7 @@ def finetune(
     settings: dict[str, Any],
     *,
     threads: int = 2,
+    general_manifest: str | Path | None = None,
 ) -> dict[str, Any]:
     """Train and write `out_dir`; returns the training summary.
 
@@ -514,12 +503,22 @@ def finetune(
     same bytes there whatever the hash seed or the machine's speed: wall-clock facts go to
     `timings_file(out_dir)` beside it (the returned summary has them too). With `tensorboard` in
     `settings["report_to"]`, event files go to `tensorboard_dir(out_dir)`.
+
+    `settings["guard"]` (set with `general_manifest`, config `eval.general`): checkpoint-best is
+    the best in-domain checkpoint whose general-speech CER is within the forgetting budget
+    (guard.py); the summary's `forgetting_guard` says how it went.
     """
     base_dir, out_dir, checkpoints = Path(base_dir), Path(out_dir), Path(checkpoints)
     if not (base_dir / "config.json").is_file():
         raise WhisperforgeError(f"{base_dir}: not a Whisper model directory (no config.json)")
+    guard = settings.get("guard")
+    if guard and general_manifest is None:
+        raise ValueError("finetune: settings['guard'] needs general_manifest")
+    manifests = {"train": train_manifest, "dev": dev_manifest}
+    if guard:
+        manifests["general"] = general_manifest
     scans = {}
-    for split, manifest in (("train", train_manifest), ("dev", dev_manifest)):
+    for split, manifest in manifests.items():
         scans[split] = scan_manifest(manifest)
         if not scans[split].records:
             raise WhisperforgeError(
@@ -528,7 +527,7 @@ def finetune(
     check_reporters(settings["report_to"])
     plan = make_plan(settings, base_dir)
     resume = prepare_checkpoint_dir(
-        checkpoints, fingerprint(settings, base_dir, [Path(train_manifest), Path(dev_manifest)])
+        checkpoints, fingerprint(settings, base_dir, [Path(m) for m in manifests.values()])
     )
     if resume is None and tensorboard_dir(out_dir).is_dir():
         # Curves of a run whose checkpoints were set aside would mix with the new run's.
@@ -578,6 +577,40 @@ def launch(job: dict[str, Any], world_size: int) -> None:
             f"config train.gpus: {world_size}: a training process failed (exit {code}); "
             "its error is above in this log"
         )
+
+
+def guard_and_set(
+    job: dict[str, Any], settings: dict[str, Any], processor: Any
+) -> tuple[Guard | None, Any]:
+    """The forgetting guard and its general-speech set (a seeded sample), or (None, None)."""
+    spec = settings.get("guard")
+    if not spec:
+        return None, None
+    data = eval_sample(
+        load_manifest(ManifestScan(**job["scans"]["general"])),
+        spec["max_utterances"],
+        settings["seed"],
+    )
+    general_set = speech_dataset(
+        data,
+        processor,
+        timestamps=settings["timestamps"],
+        feature_padding=settings["feature_padding"],
+    )
+    guard = Guard(
+        general_set=spec["general_set"],
+        budget_pts=spec["budget_pts"],
+        metric=settings["metric_for_best"],
+        language=settings["language"],
+        task=settings["task"],
+    )
+    log.info(
+        "forgetting guard: %d utterances of %s, budget %g CER points",
+        len(data),
+        guard.general_set,
+        guard.budget_pts,
+    )
+    return guard, general_set
 
 
 def train(job: dict[str, Any]) -> dict[str, Any]:
@@ -640,6 +673,7 @@ def train(job: dict[str, Any]) -> dict[str, Any]:
         timestamps=settings["timestamps"],
         feature_padding=settings["feature_padding"],
     )
+    guard, general_set = guard_and_set(job, settings, processor)
     divergence = settings["divergence"]
     callbacks: list[TrainerCallback] = [
         CurrentIntervals(),
@@ -655,9 +689,12 @@ def train(job: dict[str, Any]) -> dict[str, Any]:
     if settings["use_adalora"] and not full:
         callbacks.append(AdaLoraBudget(model))
     with tensorboard_logging_dir(tensorboard_dir(out_dir)):
-        trainer = Seq2SeqTrainer(
+        trainer = GuardedTrainer(
             model=model,
             args=args,
+            general_set=general_set,
+            guard=guard,
+            processor=processor,
             train_dataset=train_set,
             eval_dataset=dev_set,
             data_collator=SpeechCollator(model.config.decoder_start_token_id),
@@ -699,6 +736,10 @@ def train(job: dict[str, Any]) -> dict[str, Any]:
         "streaming": streaming,
         "final_eval": without_run_facts(final_eval),
     }
+    if guard:
+        best = trainer.state.best_model_checkpoint
+        best_step = int(Path(best).name.split("-")[-1]) if best else None
+        summary["forgetting_guard"] = guard_outcome(trainer.state.log_history, best_step, guard)
     # How long it took, how much memory was free, which checkpoint this call resumed from and
     # the mean loss of the steps it trained: true of this call on this machine, not of the
     # adapter, whose folder is then the same bytes on every build, resumed or not (timings_file).
