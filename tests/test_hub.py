@@ -323,3 +323,30 @@ def test_push_without_network_fails_in_one_line_naming_the_repo_and_leaves_no_re
     assert str(folders["b"]) in lines[0], lines[0]
     assert not receipt.exists()
     assert "someone/whisperforge-test" in Path(f"{receipt}.log").read_text()
+
+
+def test_the_card_says_whether_the_run_forgot_general_speech(tmp_path, tiny, inputs):
+    # RUN_CER/BASE_CER: lecture 30.13 % vs base 50.00 %, test 12.34 % vs 34.56 %.
+    out = tmp_path / "hub/lora/transformers"
+    build(out, tiny, "transformers", {**inputs, "general": "lecture", "max_forgetting": 2.0})
+    text = ModelCard.load(out / "README.md").text
+    assert (
+        "`lecture` this model's CER is 30.13 % against the base model's 50.00 % (-19.87 points)"
+        in text
+    )
+    assert "within the budget of 2 points" in text
+    forgot = write_scores(
+        tmp_path / "eval/worse", {**RUN_CER, "lecture": {**RUN_CER["lecture"], "cer": 0.5301}}
+    )
+    build(
+        out,
+        tiny,
+        "transformers",
+        {**inputs, "cer_files": forgot, "general": "lecture", "max_forgetting": 2.0},
+    )
+    assert (
+        "over the budget of 2 points: this model forgot general speech"
+        in ModelCard.load(out / "README.md").text
+    )
+    build(out, tiny, "transformers", inputs)
+    assert "Forgetting:" not in ModelCard.load(out / "README.md").text

@@ -456,3 +456,35 @@ def test_cer_file_without_whisper_finetune_scores_reads_as_not_available(inputs,
     )  # fmt: skip
     assert wf_alpha.rstrip(" |").endswith("n/a")
     assert "alpha/float16/test: not recorded" in md
+
+
+# --- forgetting (eval.general) ------------------------------------------------------------------
+
+
+def test_a_run_over_the_forgetting_budget_is_flagged_beside_its_gain_and_plotted(inputs, tmp_path):
+    # The general set is dev: alpha gains there (-12.46 points), beta loses 10 points.
+    cer_files, speed_files, states = inputs
+    _write_json(
+        states["beta"] / "training_summary.json",
+        {"forgetting_guard": {"general_set": "dev", "budget_pts": 2.0, "within_budget": False,
+                              "best_forgetting_pts": 9.5}},
+    )  # fmt: skip
+    out = {**_out(tmp_path / "out"), "forgetting_png": tmp_path / "out" / "forgetting.png"}
+    _summarize(cer_files, speed_files, states, out, general="dev", max_forgetting=2.0)
+    md = out["summary_md"].read_text(encoding="utf-8")
+    flag = (
+        "⚠ beta forgot general speech (dev): CER 30.00 % vs base 20.00 %, +10.00 points, "
+        "over eval.max_forgetting 2"
+    )
+    assert flag in md and "alpha forgot" not in md
+    assert md.index(flag) < md.index("## CER % (Whisper-Finetune")  # with the flags at the top
+    assert "| beta | test | 10.00 | +15.00 | dev | 30.00 | +10.00 | no ⚠ |" in md
+    assert "| alpha | test | 9.43 | +15.57 | dev | 7.54 | -12.46 | yes |" in md
+    assert "⚠ beta: no checkpoint was within 2 points on dev" in md
+    _assert_png(out["forgetting_png"])
+
+    # A larger budget: nothing flagged; no general set: no section at all.
+    _summarize(cer_files, speed_files, states, out, general="dev", max_forgetting=10.0)
+    assert "forgot general speech" not in out["summary_md"].read_text(encoding="utf-8")
+    _summarize(cer_files, speed_files, states, out)
+    assert "## Forgetting" not in out["summary_md"].read_text(encoding="utf-8")
