@@ -93,7 +93,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--every", type=int, default=5, help="evaluate and save every N steps")
     parser.add_argument(
-        "--runs", nargs="+", default=["lr1e-3:1e-3", "lr3e-4:3e-4"], help="name:learning_rate"
+        "--runs",
+        nargs="+",
+        default=["lora:1e-3", "lr3e-4:3e-4"],
+        help="name:learning_rate (lora: config.yaml's run)",
     )
     args = parser.parse_args()
     workdir = copy_workflow(args.workdir or Path(tempfile.mkdtemp(prefix="bench-forgetting-")))
