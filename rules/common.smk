@@ -17,6 +17,7 @@ from whisperforge.config import (
     validate_config,
 )
 from whisperforge.corpora import corpus_plan
+from whisperforge.ct2import import is_ct2_model_dir
 from whisperforge.options import decode_keys
 from whisperforge.errors import WhisperforgeError
 from whisperforge.instances import clear_stale_locks
@@ -79,6 +80,8 @@ MIXED_RUNS = [run for run in RUNS if not is_default_mix(MIXES[run])]
 QUANTIZATIONS = config["export"]["quantizations"]  # the primary first
 CT2_DIR = f"ct2-{QUANTIZATIONS[0]}"  # the primary export: evaluation, subtitles, speed baseline
 TINY_BASE = config["model"]["base"] == "tiny"
+# A local faster-whisper (CTranslate2) folder as model.base: imported once into transformers.
+CT2_BASE = not TINY_BASE and is_ct2_model_dir(config["model"]["base"])
 
 
 def code_digest(script):
@@ -173,9 +176,10 @@ def hub_model_dir():
 
 
 def base_model_dir():
-    """HF directory of the base model: pretrained in the DAG (tiny), a hub snapshot, or local."""
+    """HF directory of the base model: pretrained in the DAG (tiny), imported from a local
+    CTranslate2 folder, a hub snapshot, or local."""
     base = config["model"]["base"]
-    if TINY_BASE:
+    if TINY_BASE or CT2_BASE:
         return "results/models/base/hf"
     if Path(base).is_dir():
         return base

@@ -46,6 +46,24 @@ if TINY_BASE:
         script:
             "../scripts/finetune.py"
 
+elif CT2_BASE:
+
+    rule import_base_model:
+        # Training and merging need transformers weights: the folder is imported once, exactly.
+        input:
+            str(Path(config["model"]["base"]).expanduser()),
+        output:
+            directory("results/models/base/hf"),
+        log:
+            "logs/train/import_base_model.log",
+        localrule: True
+        conda:
+            "../envs/train.yaml"
+        params:
+            code=code_digest("import_base_model.py"),
+        script:
+            "../scripts/import_base_model.py"
+
 elif not Path(config["model"]["base"]).is_dir():
 
     rule fetch_base_model:
