@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -264,3 +265,20 @@ def test_little_ram_warns_for_the_real_model_only(tmp_path: Path):
     assert doctor.check_memory(real_config(), tmp_path, 8 * GB).status == "warn"
     assert doctor.check_memory(real_config(), tmp_path, 32 * GB).status == "ok"
     assert doctor.check_memory(demo_config(), tmp_path, 8 * GB).status == "ok"
+
+
+@pytest.mark.realmodel
+def test_a_faster_whisper_base_is_checked_as_the_dag_will_import_it(tmp_path, faster_whisper_base):
+    config = real_config()
+    config["model"]["base"] = str(faster_whisper_base)
+    finding = doctor.check_base_model(config, tmp_path, fake_probes())
+    assert finding.status == "ok", finding.message
+    assert "faster-whisper (CTranslate2) model" in finding.message
+    assert "imported once by the DAG" in finding.message
+    torn = tmp_path / "torn"
+    shutil.copytree(faster_whisper_base, torn)
+    with (torn / "model.bin").open("r+b") as f:
+        f.truncate(1_000_000)
+    config["model"]["base"] = str(torn)
+    finding = doctor.check_base_model(config, tmp_path, fake_probes())
+    assert finding.status == "FAIL" and str(torn / "model.bin") in finding.message

@@ -466,7 +466,7 @@ def generation_config(ct2_config: dict[str, Any], config: Any, tokenizer: Any, w
 # --------------------------------------------------------------------------------------------
 
 
-def _read_whisper(ct2_dir: Path) -> tuple[Ct2Model, dict[str, Any]]:
+def read_whisper(ct2_dir: Path) -> tuple[Ct2Model, dict[str, Any]]:
     """model.bin and config.json of a float CTranslate2 Whisper, or one line on what is wrong."""
     if not ct2_dir.is_dir():
         raise WhisperforgeError(f"{ct2_dir}: model directory not found")
@@ -573,7 +573,7 @@ def import_ct2_model(
     files; built beside `out_dir` and moved into place only when complete.
     """
     ct2_dir, out_dir = Path(ct2_dir).expanduser(), Path(out_dir)
-    model, ct2_config = _read_whisper(ct2_dir)
+    model, ct2_config = read_whisper(ct2_dir)
     state, tied = whisper_weights(model)
     tokenizer = _tokenizer(ct2_dir, state["model.decoder.embed_tokens.weight"].shape[0])
     config = whisper_config(model, ct2_config, tokenizer, tied)

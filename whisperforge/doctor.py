@@ -31,6 +31,7 @@ import yaml
 
 from whisperforge.aishell import WAVS_PER_ARCHIVE_BYTE
 from whisperforge.config import deep_merge, looks_like_path, run_settings, validate_config
+from whisperforge.ct2import import is_ct2_model_dir, read_whisper
 from whisperforge.errors import WhisperforgeError, first_line, one_line
 from whisperforge.gpu import CPU_OK_PARAMETERS, parameter_count
 
@@ -487,6 +488,21 @@ def check_memory(config: dict[str, Any], workdir: Path, available: int | None) -
     )
 
 
+def check_ct2_base(base: str, model_dir: Path) -> Finding:
+    """A faster-whisper (CTranslate2) folder as the base: readable, a Whisper, not quantized."""
+    try:
+        model, _ = read_whisper(model_dir)
+    except WhisperforgeError as e:
+        return Finding("FAIL", "base model", str(e))
+    size = model.path.stat().st_size
+    return Finding(
+        "ok",
+        "base model",
+        f"faster-whisper (CTranslate2) model {base} ({human(size)}): imported once by the DAG "
+        "into results/models/base/hf",
+    )
+
+
 def check_base_model(config: dict[str, Any], workdir: Path, probes: Probes) -> Finding:
     model = config["model"]
     base, revision = model["base"], model["revision"]
@@ -501,6 +517,8 @@ def check_base_model(config: dict[str, Any], workdir: Path, probes: Probes) -> F
         )
     if kind == "local":
         model_dir = workdir / Path(base).expanduser()
+        if is_ct2_model_dir(model_dir):
+            return check_ct2_base(base, model_dir)
         if not (model_dir / "config.json").is_file():
             return Finding("FAIL", name, f"{base}: no config.json (not a Whisper model directory)")
         size = weights_bytes(model_dir)
