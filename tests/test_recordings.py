@@ -104,7 +104,8 @@ SETTINGS = {
     "no_speech_fraction": 0.5,
     "unsubtitled_speech_s": 0.5,
     "offset": {"max_s": 2.0, "min_gain": 0.02},
-    "check": {"model": "base", "others": 3, "min_margin": 0.1},
+    # the absolute rule (min_relative_margin off): a random tiny seed model has no spread to use
+    "check": {"model": "base", "others": 3, "min_relative_margin": None, "min_margin": 0.1},
     "split_seed": 0,
 }
 
@@ -185,3 +186,22 @@ def test_padding_never_takes_a_window_over_the_limit():
     )
     assert window.end - window.start <= 5.0 + 1e-9
     assert window.start <= 2.0 and window.end >= 6.9
+
+
+def test_the_fit_decision_reads_the_margin_relative_to_its_spread_then_the_optional_floor():
+    from whisperforge.recordings import KEPT, fit_status
+
+    check = {"min_relative_margin": 1.0, "min_margin": None}
+    # A real model's margins are nats, a tiny model's tenths: the relative margin decides both.
+    assert fit_status({"margin": 2.2, "relative_margin": 15.3}, check) == KEPT
+    assert fit_status({"margin": 0.15, "relative_margin": 1.4}, check) == KEPT
+    assert fit_status({"margin": 0.17, "relative_margin": 0.91}, check) == (
+        "text does not fit its audio (relative margin 0.91 < 1)"
+    )
+    assert fit_status({"margin": -0.09, "relative_margin": -0.56}, check).startswith("text does")
+    floor = {"min_relative_margin": 1.0, "min_margin": 0.3}
+    assert fit_status({"margin": 0.2, "relative_margin": 4.0}, floor) == (
+        "text does not fit its audio (margin 0.20 < 0.3)"
+    )
+    # A single comparison has no spread: the relative rule cannot judge, the floor still can.
+    assert fit_status({"margin": 0.05, "relative_margin": None}, check) == KEPT

@@ -279,10 +279,24 @@ def check_within_audio(path: Path, cues: Sequence[SubtitleCue], duration: float)
             )
 
 
+def fit_status(margins: Mapping[str, float | None], check: Mapping[str, Any]) -> str:
+    """KEPT, or why the text does not fit its audio (the measure, its value and the limit)."""
+    relative, absolute = margins["relative_margin"], margins["margin"]
+    limit = check["min_relative_margin"]
+    if relative is not None and limit is not None and relative < limit:
+        return f"text does not fit its audio (relative margin {relative:.2f} < {limit:g})"
+    limit = check["min_margin"]
+    if absolute is not None and limit is not None and absolute < limit:
+        return f"text does not fit its audio (margin {absolute:.2f} < {limit:g})"
+    return KEPT
+
+
 def check_cues(
     cues: list[CueRecord], audio: np.ndarray, fit: Any, check: Mapping[str, Any], seed: int
 ) -> list[CueRecord]:
-    """Each usable cue's fit margin (segment_check.py); below `check.min_margin` it is dropped."""
+    """Each usable cue's fit margin (segment_check.py): dropped below `check.min_relative_margin`
+    (the margin in units of the spread of its text's fit over other audio) or, when set, below
+    `check.min_margin` (nats per token)."""
     from whisperforge.segment_check import fit_margins
 
     checkable = [i for i, c in enumerate(cues) if c.status == KEPT]
@@ -294,10 +308,7 @@ def check_cues(
     margins = fit_margins(fit, clips, labels, others=check["others"], seed=seed)
     out = list(cues)
     for i, m in zip(checkable, margins, strict=True):
-        margin, status = m["margin"], KEPT
-        if margin is not None and margin < check["min_margin"]:
-            status = f"text does not fit its audio (margin {margin:.2f} < {check['min_margin']:g})"
-        out[i] = replace(cues[i], status=status, fit_margin=margin)
+        out[i] = replace(cues[i], status=fit_status(m, check), fit_margin=m["margin"])
     return out
 
 

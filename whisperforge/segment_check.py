@@ -9,6 +9,11 @@ neighbours first, then a seeded draw). A text that belongs to its audio fits it 
 fits other audio on average, by a margin, however weak the model is on the voice; a wrong text
 fits its own audio no better than any other, and a cue shifted onto its neighbour's sentence fits
 the neighbour best.
+
+How large a margin is depends on the seed model: tenths of a nat per token for the demo's tiny
+model, nats for a real Whisper. The decision therefore reads the margin relative to the spread of
+the text's fit over the other audio (`relative_margin`, a z-score): a text that belongs to its
+audio is an outlier among its fits, a wrong one is not, whatever the model's scale.
 """
 
 from __future__ import annotations
@@ -126,11 +131,16 @@ def fit_margins(
         own = score[(i, i)]
         others_fit = [score[(j, i)] for j in compare[i]]
         other = sum(others_fit) / len(others_fit) if others_fit else float("-inf")
+        spread = float(np.std(others_fit)) if len(others_fit) > 1 else None
         rows.append(
             {
                 "fit": round(own, 4),
                 "fit_elsewhere": round(other, 4) if compare[i] else None,
                 "margin": round(own - other, 4) if compare[i] else None,
+                # The margin in units of how much the text's fit varies from one audio to
+                # another: scale-free, so one threshold holds for a weak seed model (margins of
+                # tenths of a nat) and a strong one (nats) alike.
+                "relative_margin": round((own - other) / spread, 4) if spread else None,
             }
         )
     log.info("scored %d cues against %d other clips each", n, others)
