@@ -215,7 +215,7 @@ PROBE = Probe()
 def install_hooks(label_tokens: int) -> None:
     """Wrap what `finetune` builds, without changing what it does.
 
-    whisperforge.train takes no callbacks from outside, so its `Seq2SeqTrainer` is replaced (in
+    whisperforge.train takes no callbacks from outside, so its `GuardedTrainer` is replaced (in
     this process only) by a subclass that appends one timing callback; and the memory model's
     `estimate_training_memory`, which the preflight imports at call time, by a wrapper that keeps
     the estimate. Where the preflight does not run (a fixed micro-batch on the CPU), the callback
@@ -268,14 +268,14 @@ def install_hooks(label_tokens: int) -> None:
                 PROBE.peak_allocated = torch.cuda.max_memory_allocated()
                 PROBE.peak_reserved = torch.cuda.max_memory_reserved()
 
-    base = wf_train.Seq2SeqTrainer
+    base = wf_train.GuardedTrainer
 
     class TimedTrainer(base):  # type: ignore[misc, valid-type]
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), StepClock()]
             super().__init__(*args, **kwargs)
 
-    wf_train.Seq2SeqTrainer = TimedTrainer
+    wf_train.GuardedTrainer = TimedTrainer
 
 
 def reset_accelerate() -> None:
