@@ -329,31 +329,31 @@ def packaged_whisper_base(out: Path) -> Path:
 
 
 def realzh_lecture(
-    out_dir: Path, limit: int | None = None, pause_s: float = 1.5
+    out_dir: Path, name: str, rows: slice = slice(None), pause_s: float = 1.5
 ) -> list[tuple[float, float, str]]:
-    """The real recordings joined into one 16 kHz recording with `pause_s` of silence between
-    them (`realzh_lecture.wav`) and its subtitle file, one cue per recording at its own times
-    (`realzh_lecture.srt`); returns the cues (start s, end s, reference)."""
+    """Real recordings (those of `rows` in clips.tsv) joined into one 16 kHz recording with
+    `pause_s` of silence between them (`<name>.wav`) and its subtitle file, one cue per recording
+    at its own times (`<name>.srt`); returns the cues (start s, end s, reference)."""
     import csv
 
     from whisperforge.audio import resample
     from whisperforge.subtitle_files import timestamp
 
     with (REALZH / "clips.tsv").open(encoding="utf-8", newline="") as f:
-        rows = list(csv.DictReader(f, delimiter="\t"))[:limit]
+        chosen = list(csv.DictReader(f, delimiter="\t"))[rows]
     pause = np.zeros(round(pause_s * RATE), dtype=np.float32)
     pieces, cues, t = [pause], [], pause_s
-    for row in rows:
+    for row in chosen:
         audio, rate = sf.read(str(REALZH / "audio" / row["file"]), dtype="float32", always_2d=True)
         clip = resample(audio.mean(axis=1), rate)
         cues.append((round(t, 3), round(t + len(clip) / RATE, 3), row["reference"]))
         pieces += [clip, pause]
         t += (len(clip) + len(pause)) / RATE
     out_dir.mkdir(parents=True, exist_ok=True)
-    sf.write(str(out_dir / "realzh_lecture.wav"), np.concatenate(pieces), RATE, subtype="PCM_16")
+    sf.write(str(out_dir / f"{name}.wav"), np.concatenate(pieces), RATE, subtype="PCM_16")
     srt = "".join(
         f"{i}\n{timestamp(a)} --> {timestamp(b)}\n{text}\n\n"
         for i, (a, b, text) in enumerate(cues, 1)
     )
-    (out_dir / "realzh_lecture.srt").write_text(srt, encoding="utf-8")
+    (out_dir / f"{name}.srt").write_text(srt, encoding="utf-8")
     return cues
