@@ -286,13 +286,18 @@ def read_hyps(path: Path) -> list[dict]:
 REALZH = ROOT.parent / "shared" / "realzh"
 
 
-def realzh_manifest(out: Path, limit: int | None = None) -> Path:
-    """A Whisper-Finetune manifest of the shared real recordings, read in place (16/24/48 kHz,
-    integer and float PCM: every stage resamples)."""
+def realzh_clips() -> list[dict[str, str]]:
+    """The rows of ../shared/realzh/clips.tsv (file, duration_s, sample_rate, reference, ...)."""
     import csv
 
     with (REALZH / "clips.tsv").open(encoding="utf-8", newline="") as f:
-        rows = list(csv.DictReader(f, delimiter="\t"))[:limit]
+        return list(csv.DictReader(f, delimiter="\t"))
+
+
+def realzh_manifest(out: Path, limit: int | None = None) -> Path:
+    """A Whisper-Finetune manifest of the shared real recordings, read in place (16/24/48 kHz,
+    integer and float PCM: every stage resamples)."""
+    rows = realzh_clips()[:limit]
     records = [
         make_record(
             Path(row["file"]).stem,
@@ -334,13 +339,10 @@ def realzh_lecture(
     """Real recordings (those of `rows` in clips.tsv) joined into one 16 kHz recording with
     `pause_s` of silence between them (`<name>.wav`) and its subtitle file, one cue per recording
     at its own times (`<name>.srt`); returns the cues (start s, end s, reference)."""
-    import csv
-
     from whisperforge.audio import resample
     from whisperforge.subtitle_files import timestamp
 
-    with (REALZH / "clips.tsv").open(encoding="utf-8", newline="") as f:
-        chosen = list(csv.DictReader(f, delimiter="\t"))[rows]
+    chosen = realzh_clips()[rows]
     pause = np.zeros(round(pause_s * RATE), dtype=np.float32)
     pieces, cues, t = [pause], [], pause_s
     for row in chosen:

@@ -17,8 +17,7 @@ checkpoint is within budget, the one that forgot least is kept, and the summary 
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -130,15 +129,8 @@ class GuardedTrainer(Seq2SeqTrainer):
         for entry in self.state.log_history:
             if f"{BASE_PREFIX}_cer" in entry:
                 return float(entry[f"{BASE_PREFIX}_cer"])
-        with adapters_off(self.model):
+        with self.model.disable_adapter():  # PEFT's switch: base outputs, adapters untouched
             return self._general_cer(BASE_PREFIX)
-
-
-@contextlib.contextmanager
-def adapters_off(model: Any) -> Iterator[None]:
-    """PEFT's own switch: the base model's outputs, the adapters untouched."""
-    with model.disable_adapter():
-        yield
 
 
 def guard_outcome(log_history: list[Mapping[str, Any]], best_step: int | None, guard: Guard):

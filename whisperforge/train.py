@@ -579,6 +579,17 @@ def launch(job: dict[str, Any], world_size: int) -> None:
         )
 
 
+def evaluation_set(data: datasets.Dataset, processor: Any, settings: dict[str, Any]) -> Any:
+    """A set the Trainer evaluates (dev, the guard's general set): no augmentation, the run's
+    timestamps and feature padding."""
+    return speech_dataset(
+        data,
+        processor,
+        timestamps=settings["timestamps"],
+        feature_padding=settings["feature_padding"],
+    )
+
+
 def guard_and_set(
     job: dict[str, Any], settings: dict[str, Any], processor: Any
 ) -> tuple[Guard | None, Any]:
@@ -591,12 +602,7 @@ def guard_and_set(
         spec["max_utterances"],
         settings["seed"],
     )
-    general_set = speech_dataset(
-        data,
-        processor,
-        timestamps=settings["timestamps"],
-        feature_padding=settings["feature_padding"],
-    )
+    general_set = evaluation_set(data, processor, settings)
     guard = Guard(
         general_set=spec["general_set"],
         budget_pts=spec["budget_pts"],
@@ -667,12 +673,7 @@ def train(job: dict[str, Any]) -> dict[str, Any]:
         size=train_scan.records,
         epoch=epoch,
     )
-    dev_set = speech_dataset(
-        dev_data,
-        processor,
-        timestamps=settings["timestamps"],
-        feature_padding=settings["feature_padding"],
-    )
+    dev_set = evaluation_set(dev_data, processor, settings)
     guard, general_set = guard_and_set(job, settings, processor)
     divergence = settings["divergence"]
     callbacks: list[TrainerCallback] = [
