@@ -12,7 +12,13 @@ decoding as faster-whisper), and, per run, every evaluated checkpoint's dev loss
 as training measured them (greedy, transformers): the trade-off that fewer steps give, and the
 checkpoint a dev-loss-only selection would have kept against the guarded one.
 
+Replay (a run spec `name:lr:weight`): the run also trains on general speech, mixed in with that
+weight (`runs.<name>.mix`, the corpus `realzh_replay`). The 20 recordings are then split by
+speaker into the 10 replayed and the 10 held out as the general set, for every run of the call
+(the two halves each hold AISHELL-1, WenetSpeech and TTS-prompt voices; no speaker in both).
+
     python benchmarks/bench_forgetting.py --workdir /tmp/forget [--steps 30] [--runs lr1e-3:1e-3]
+    python benchmarks/bench_forgetting.py --workdir /tmp/replay --runs lora:1e-3 replay:1e-3:2
 """
 
 from __future__ import annotations
@@ -31,10 +37,40 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from helpers import copy_workflow, packaged_whisper_base, realzh_manifest, snakemake  # noqa: E402
+from helpers import (  # noqa: E402
+    copy_workflow,
+    packaged_whisper_base,
+    realzh_clips,
+    realzh_manifest,
+    snakemake,
+)
+
+# The replayed half of ../shared/realzh (the other half is the general set), whole speakers:
+# AISHELL-1 S0765/S0770/S0724, AISHELL-2 IT0011, wenet's NST examples, THCHS-30 D4, a TTS prompt.
+REPLAYED = {
+    "binzhouchn__masr__BAC009S0765W0124.wav",
+    "binzhouchn__masr__BAC009S0765W0130.wav",
+    "binzhouchn__masr__BAC009S0770W0131.wav",
+    "wenet-e2e__wenet__aishell-BAC009S0724W0121.wav",
+    "FireRedTeam__FireRedASR__IT0011W0001.wav",
+    "wenet-e2e__wenet__ID001.wav",
+    "wenet-e2e__wenet__ID002.wav",
+    "wenet-e2e__wenet__data_example-ID001.wav",
+    "zw76859420__ASR_WORD__D4_750.wav",
+    "OpenMOSS__MOSS-TTSD__single_reference.wav",
+}
 
 
-def overlay(base: Path, general: Path, runs: dict[str, float], steps: int, every: int) -> dict:
+def parse_run(spec: str) -> tuple[str, dict]:
+    """`name:lr` or `name:lr:replay_weight` -> the run's overlay."""
+    name, lr, *weight = spec.split(":")
+    run: dict = {"learning_rate": float(lr)}
+    if weight:
+        run["mix"] = {"aishell": 1.0, "realzh_replay": float(weight[0])}
+    return name, run
+
+
+def overlay(base: Path, general: Path, runs: dict[str, dict], steps: int, every: int) -> dict:
     """The demo data and decoding of REFERENCE's hand-made run (greedy, LoRA r16 on all six
     projections, faster-whisper padding, the shift augmentation, batch 8), on the CPU."""
     train = {
@@ -57,7 +93,7 @@ def overlay(base: Path, general: Path, runs: dict[str, float], steps: int, every
         "data": {"archive": str(ROOT / "demo/data_aishell.tgz"), "md5": None, "size": None},
         "model": {"base": str(base), "revision": None},
         "train": train,
-        "runs": {name: {"learning_rate": lr} for name, lr in runs.items()},
+        "runs": runs,
         "export": {"quantizations": ["float16"]},
         "eval": {
             "splits": ["test"],
@@ -96,16 +132,26 @@ def main() -> None:
         "--runs",
         nargs="+",
         default=["lora:1e-3", "lr3e-4:3e-4"],
-        help="name:learning_rate (lora: config.yaml's run)",
+        help="name:learning_rate[:replay weight] (lora: config.yaml's run)",
     )
     args = parser.parse_args()
     workdir = copy_workflow(args.workdir or Path(tempfile.mkdtemp(prefix="bench-forgetting-")))
     base = packaged_whisper_base(workdir / "faster-whisper-base")
-    general = realzh_manifest(workdir / "realzh.jsonl")
-    runs = dict((spec.split(":")[0], float(spec.split(":")[1])) for spec in args.runs)
-    (workdir / "forgetting.yaml").write_text(
-        yaml.safe_dump(overlay(base, general, runs, args.steps, args.every))
-    )
+    runs = dict(parse_run(spec) for spec in args.runs)
+    replay = any("mix" in run for run in runs.values())
+    held_out = {row["file"] for row in realzh_clips()} - REPLAYED if replay else None
+    general = realzh_manifest(workdir / "realzh.jsonl", only=held_out)
+    settings = overlay(base, general, runs, args.steps, args.every)
+    if replay:
+        replayed = realzh_manifest(workdir / "realzh_replay.jsonl", only=REPLAYED)
+        # validation sees two of them (mixed runs validate on every corpus's dev)
+        dev = realzh_manifest(workdir / "realzh_replay_dev.jsonl", limit=2, only=REPLAYED)
+        settings["data"]["corpora"] = {
+            "realzh_replay": {
+                "manifests": {"train": str(replayed), "dev": str(dev), "test": str(dev)}
+            }
+        }
+    (workdir / "forgetting.yaml").write_text(yaml.safe_dump(settings))
     start = time.perf_counter()
     snakemake(
         workdir, "--configfile", "config.yaml", "forgetting.yaml", "--resources", "gpu=1",

@@ -17,7 +17,7 @@ from whisperforge.config import (
     validate_config,
 )
 from whisperforge.corpora import corpus_plan
-from whisperforge.ct2import import is_ct2_model_dir
+from whisperforge.basemodel import resolve_base
 from whisperforge.options import decode_keys
 from whisperforge.errors import WhisperforgeError
 from whisperforge.instances import clear_stale_locks
@@ -79,9 +79,10 @@ MIXES = {run: run_mix(config, run) for run in RUNS}
 MIXED_RUNS = [run for run in RUNS if not is_default_mix(MIXES[run])]
 QUANTIZATIONS = config["export"]["quantizations"]  # the primary first
 CT2_DIR = f"ct2-{QUANTIZATIONS[0]}"  # the primary export: evaluation, subtitles, speed baseline
-TINY_BASE = config["model"]["base"] == "tiny"
-# A local faster-whisper (CTranslate2) folder as model.base: imported once into transformers.
-CT2_BASE = not TINY_BASE and is_ct2_model_dir(config["model"]["base"])
+# model.base resolved once (whisperforge/basemodel.py): tiny, local, ct2 (a local faster-whisper
+# folder, imported once into transformers) or hub.
+BASE = resolve_base(config["model"]["base"], config["model"]["revision"])
+TINY_BASE = BASE.kind == "tiny"
 
 
 def code_digest(script):
@@ -170,20 +171,10 @@ def every_cer():
     ]
 
 
-def hub_model_dir():
-    slug = re.sub(r"[^\w.-]+", "--", config["model"]["base"])
-    return f"resources/models/{slug}@{config['model']['revision'] or 'main'}"
-
-
 def base_model_dir():
     """HF directory of the base model: pretrained in the DAG (tiny), imported from a local
     CTranslate2 folder, a hub snapshot, or local."""
-    base = config["model"]["base"]
-    if TINY_BASE or CT2_BASE:
-        return "results/models/base/hf"
-    if Path(base).is_dir():
-        return base
-    return hub_model_dir()
+    return BASE.hf_dir
 
 
 def hf_model_dir(model):

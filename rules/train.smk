@@ -46,12 +46,12 @@ if TINY_BASE:
         script:
             "../scripts/finetune.py"
 
-elif CT2_BASE:
+elif BASE.kind == "ct2":
 
     rule import_base_model:
         # Training and merging need transformers weights: the folder is imported once, exactly.
         input:
-            str(Path(config["model"]["base"]).expanduser()),
+            str(BASE.path),
         output:
             directory("results/models/base/hf"),
         log:
@@ -64,11 +64,11 @@ elif CT2_BASE:
         script:
             "../scripts/import_base_model.py"
 
-elif not Path(config["model"]["base"]).is_dir():
+elif BASE.kind == "hub":
 
     rule fetch_base_model:
         output:
-            directory(hub_model_dir()),
+            directory(BASE.hub_dir),
         log:
             "logs/train/fetch_base_model.log",
         retries: 2

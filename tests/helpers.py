@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tarfile
 import wave
+from collections.abc import Collection
 from pathlib import Path
 
 import numpy as np
@@ -294,10 +295,12 @@ def realzh_clips() -> list[dict[str, str]]:
         return list(csv.DictReader(f, delimiter="\t"))
 
 
-def realzh_manifest(out: Path, limit: int | None = None) -> Path:
+def realzh_manifest(
+    out: Path, limit: int | None = None, only: Collection[str] | None = None
+) -> Path:
     """A Whisper-Finetune manifest of the shared real recordings, read in place (16/24/48 kHz,
-    integer and float PCM: every stage resamples)."""
-    rows = realzh_clips()[:limit]
+    integer and float PCM: every stage resamples); `only`: these file names."""
+    rows = [row for row in realzh_clips() if only is None or row["file"] in only][:limit]
     records = [
         make_record(
             Path(row["file"]).stem,

@@ -242,7 +242,7 @@ def test_base_model_fetched_cached_or_unreachable(tmp_path: Path):
         "cannot reach the hub for openai/whisper-large-v3-turbo: OSError: Name or service not "
         f"known; it is in the Hugging Face cache: set model.base to {cache}"
     )
-    fetched = tmp_path / doctor.hub_model_dir(config["model"])
+    fetched = tmp_path / doctor.base_of(config["model"], tmp_path).hub_dir
     fetched.mkdir(parents=True)
     (fetched / "config.json").write_text("{}")
     finding = doctor.check_base_model(config, tmp_path, fake_probes(hub=unreachable))

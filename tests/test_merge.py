@@ -51,3 +51,44 @@ def test_a_dir_without_an_adapter_says_so_and_writes_nothing(tmp_path: Path):
     with pytest.raises(WhisperforgeError, match=r"no adapter_config\.json"):
         merge_adapter(base_dir, base_dir, tmp_path / "merged")
     assert not (tmp_path / "merged").exists()
+
+
+def random_adapter(base_dir: Path, out: Path, seed: int, r: int = 4) -> Path:
+    torch.manual_seed(seed)
+    peft = get_peft_model(
+        WhisperForConditionalGeneration.from_pretrained(base_dir),
+        LoraConfig(r=r, lora_alpha=2 * r, target_modules=["q_proj", "v_proj", "fc1"]),
+    )
+    for name, param in peft.named_parameters():
+        if "lora_" in name:
+            torch.nn.init.normal_(param, std=0.3)
+    peft.save_pretrained(out)
+    return out
+
+
+def test_averaged_checkpoints_merge_to_the_mean_of_their_merged_models(tmp_path: Path):
+    base_dir = build_tiny_whisper(tmp_path / "base", d_model=32, ffn_dim=64)
+    adapters = [random_adapter(base_dir, tmp_path / f"ckpt{i}", seed=i) for i in range(3)]
+    singles = [merge_adapter(base_dir, a, tmp_path / f"merged{i}") for i, a in enumerate(adapters)]
+    averaged = merge_adapter(base_dir, adapters, tmp_path / "averaged")
+
+    def weights(model_dir: Path) -> dict[str, torch.Tensor]:
+        return WhisperForConditionalGeneration.from_pretrained(model_dir).state_dict()
+
+    got, each = weights(averaged), [weights(d) for d in singles]
+    changed = 0
+    for name, tensor in got.items():
+        mean = sum(w[name] for w in each) / len(each)
+        assert torch.allclose(tensor, mean, atol=1e-5), name
+        changed += not torch.allclose(each[0][name], each[1][name])
+    assert changed >= 3 * 2, "the adapters did not differ: the test would prove nothing"
+
+
+def test_only_lora_checkpoints_are_averaged(tmp_path: Path):
+    base_dir = build_tiny_whisper(tmp_path / "base", d_model=32, ffn_dim=64)
+    adapters = [random_adapter(base_dir, tmp_path / f"ckpt{i}", seed=i) for i in range(2)]
+    config = adapters[1] / "adapter_config.json"
+    config.write_text(config.read_text().replace('"LORA"', '"ADALORA"'))
+    with pytest.raises(WhisperforgeError, match=r"ckpt1: only LoRA checkpoints can be averaged"):
+        merge_adapter(base_dir, adapters, tmp_path / "merged")
+    assert not (tmp_path / "merged").exists()

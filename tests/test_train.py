@@ -262,7 +262,7 @@ def test_training_writes_tensorboard_curves_beside_the_adapter(inputs, tmp_path)
     settings = tiny_settings(
         report_to=["tensorboard"],
         max_steps=8,
-        eval_steps=8,  # with the final evaluation: two, each generating up to 225 tokens
+        eval_steps=8,  # one evaluation, generating up to 225 tokens
         save_steps=8,
         warmup_steps=0,
         learning_rate=5e-2,
@@ -279,6 +279,13 @@ def test_training_writes_tensorboard_curves_beside_the_adapter(inputs, tmp_path)
     assert {"train/loss", "train/learning_rate", "train/grad_norm", "eval/loss", "eval/cer"} <= tags
     loss = [event.value for event in curves.Scalars("train/loss")]
     assert len(loss) == 8 and falls(loss), loss
+    # The Trainer's evaluation at the last step is the summary's: the weights are not evaluated
+    # a second time after training.
+    state = json.loads((tmp_path / "adapter/trainer_state.json").read_text())
+    evaluations = [e for e in state["log_history"] if "eval_loss" in e]
+    assert [e["step"] for e in evaluations] == [8]
+    summary = json.loads((tmp_path / "adapter/training_summary.json").read_text())
+    assert summary["final_eval"]["eval_cer"] == evaluations[0]["eval_cer"]
 
 
 def test_an_integration_without_its_package_names_the_key_and_the_package(

@@ -14,6 +14,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from whisperforge.basemodel import resolve_base
 from whisperforge.errors import WhisperforgeError
 
 
@@ -121,23 +122,15 @@ def check_eval_sets(sets: dict[str, str]) -> None:
             raise WhisperforgeError(f"config eval.sets.{name}: {manifest}: manifest not found")
 
 
-def looks_like_path(base: str) -> bool:
-    """Hub ids are `name` or `org/name`; anything else (absolute, ./, ~, deeper) is a path."""
-    return base.startswith(("/", ".", "~")) or base.count("/") > 1
-
-
 def check_base_model(model: dict[str, Any]) -> None:
-    base = model["base"]
-    if base == "tiny":
-        if not model.get("tiny"):
-            raise WhisperforgeError("config model.tiny: required when model.base is 'tiny'")
-        return
-    if looks_like_path(base) or Path(base).exists():
-        path = Path(base).expanduser()
-        if not (path / "config.json").is_file():
-            raise WhisperforgeError(
-                f"config model.base: {base} is not a Whisper model directory (no config.json)"
-            )
+    base = resolve_base(model["base"], model.get("revision"))
+    if base.kind == "tiny" and not model.get("tiny"):
+        raise WhisperforgeError("config model.tiny: required when model.base is 'tiny'")
+    if base.kind == "local" and not (base.path / "config.json").is_file():
+        raise WhisperforgeError(
+            f"config model.base: {base.name} is not a Whisper model directory (no config.json "
+            "of transformers, no model.bin of CTranslate2)"
+        )
 
 
 MAIN_CORPUS = "aishell"  # the name a mix gives the main corpus (AISHELL or data.manifests)

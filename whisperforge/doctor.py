@@ -30,8 +30,9 @@ from typing import Any
 import yaml
 
 from whisperforge.aishell import WAVS_PER_ARCHIVE_BYTE
-from whisperforge.config import deep_merge, looks_like_path, run_settings, validate_config
-from whisperforge.ct2import import is_ct2_model_dir, read_whisper
+from whisperforge.basemodel import BaseModel, resolve_base
+from whisperforge.config import deep_merge, run_settings, validate_config
+from whisperforge.ct2import import read_whisper
 from whisperforge.errors import WhisperforgeError, first_line, one_line
 from whisperforge.gpu import CPU_OK_PARAMETERS, parameter_count
 
@@ -246,20 +247,12 @@ def human(n: float) -> str:
     return f"{n / GB:.1f} GB" if n >= GB / 10 else f"{n / 10**6:.1f} MB"
 
 
-def hub_model_dir(model: dict[str, Any]) -> str:
-    """Where fetch_base_model puts a hub model (rules/common.smk's hub_model_dir)."""
-    slug = re.sub(r"[^\w.-]+", "--", model["base"])
-    return f"resources/models/{slug}@{model['revision'] or 'main'}"
+def base_of(model: dict[str, Any], workdir: Path) -> BaseModel:
+    """model.base resolved as the workflow resolves it, from `workdir`."""
+    return resolve_base(model["base"], model["revision"], workdir)
 
 
-def base_kind(model: dict[str, Any], workdir: Path) -> str:
-    """Which base model: tiny, local (a directory) or hub, as the workflow decides."""
-    base = model["base"]
-    if base == "tiny":
-        return "tiny"
-    if looks_like_path(base) or (workdir / Path(base).expanduser()).exists():
-        return "local"
-    return "hub"
+LOCAL_KINDS = ("local", "ct2")
 
 
 def weights_bytes(model_dir: Path) -> int:
@@ -270,25 +263,21 @@ def weights_bytes(model_dir: Path) -> int:
 
 def base_weight_bytes(config: dict[str, Any], workdir: Path) -> int:
     """Size of the base model's weights: measured when on disk, else estimated."""
-    model = config["model"]
-    kind = base_kind(model, workdir)
-    if kind == "tiny":
+    base = base_of(config["model"], workdir)
+    if base.kind == "tiny":
         return TINY_WEIGHT_BYTES
-    model_dir = workdir / (
-        Path(model["base"]).expanduser() if kind == "local" else hub_model_dir(model)
-    )
+    model_dir = workdir / (base.path if base.kind in LOCAL_KINDS else base.hub_dir)
     measured = weights_bytes(model_dir) if model_dir.is_dir() else 0
-    return measured or HUB_WEIGHT_BYTES.get(model["base"], DEFAULT_HUB_WEIGHT_BYTES)
+    return measured or HUB_WEIGHT_BYTES.get(base.name, DEFAULT_HUB_WEIGHT_BYTES)
 
 
 def cpu_ok_model(config: dict[str, Any], workdir: Path) -> bool:
     """Whether `train.device: auto` may train this base on the CPU (a tiny model only)."""
-    kind = base_kind(config["model"], workdir)
-    if kind == "tiny":
+    base = base_of(config["model"], workdir)
+    if base.kind == "tiny":
         return True
-    if kind == "local":
-        model_dir = workdir / Path(config["model"]["base"]).expanduser()
-        return 0 < parameter_count(model_dir) <= CPU_OK_PARAMETERS
+    if base.kind in LOCAL_KINDS:
+        return 0 < parameter_count(workdir / base.path) <= CPU_OK_PARAMETERS
     return False
 
 
@@ -328,9 +317,8 @@ def disk_needed(config: dict[str, Any], workdir: Path, base_bytes: int) -> dict[
             need["wavs"] += wav_bytes
         if not (workdir / "results" / "manifests" / "hf").is_dir():
             need["wavs"] += wav_bytes
-    model = config["model"]
-    snapshot = workdir / hub_model_dir(model) / "config.json"
-    if base_kind(model, workdir) == "hub" and not snapshot.is_file():
+    base = base_of(config["model"], workdir)
+    if base.kind == "hub" and not (workdir / base.hub_dir / "config.json").is_file():
         need["models"] += base_bytes
     runs = training_jobs(config)
     runs.pop("model.tiny.pretrain", None)
@@ -507,25 +495,25 @@ def check_base_model(config: dict[str, Any], workdir: Path, probes: Probes) -> F
     model = config["model"]
     base, revision = model["base"], model["revision"]
     name = "base model"
-    kind = base_kind(model, workdir)
-    if kind == "tiny":
+    resolved = base_of(model, workdir)
+    if resolved.kind == "tiny":
         archive = workdir / Path(model["tiny"]["archive"]).expanduser()
         if not archive.is_file():
             return Finding("FAIL", name, f"tiny: model.tiny.archive {archive} does not exist")
         return Finding(
             "ok", name, f"tiny: built and pretrained in the DAG from {model['tiny']['archive']}"
         )
-    if kind == "local":
-        model_dir = workdir / Path(base).expanduser()
-        if is_ct2_model_dir(model_dir):
-            return check_ct2_base(base, model_dir)
+    if resolved.kind == "ct2":
+        return check_ct2_base(base, workdir / resolved.path)
+    if resolved.kind == "local":
+        model_dir = workdir / resolved.path
         if not (model_dir / "config.json").is_file():
             return Finding("FAIL", name, f"{base}: no config.json (not a Whisper model directory)")
         size = weights_bytes(model_dir)
         if not size:
             return Finding("FAIL", name, f"{base}: no *.safetensors or *.bin weights")
         return Finding("ok", name, f"local directory {base} ({human(size)} of weights)")
-    fetched = hub_model_dir(model)
+    fetched = resolved.hub_dir
     if (workdir / fetched / "config.json").is_file():
         return Finding("ok", name, f"{base}@{revision or 'main'} already fetched into {fetched}")
     from huggingface_hub.errors import (

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from whisperforge.basemodel import resolve_base
 from whisperforge.errors import WhisperforgeError, one_line
 from whisperforge.files import atomic_dir, json_number, read_json_object, sha256_file
 
@@ -145,12 +146,6 @@ class CardFacts:
     mix: Mapping[str, Any] | None = None  # a mixed run's results/manifests/runs/<run>/mix.json
     general: str | None = None  # eval.general: the general-speech set forgetting is judged on
     max_forgetting: float = 2.0  # eval.max_forgetting, CER points
-
-
-def is_hub_id(base: str) -> bool:
-    """A hub id ("org/name") the hub can link as base_model; not "tiny", not a local path."""
-    parts = base.split("/")
-    return len(parts) == 2 and all(parts) and not Path(base).exists()
 
 
 def model_name(facts: CardFacts) -> str:
@@ -371,7 +366,7 @@ def card_text(facts: CardFacts) -> str:
             "the whisperforge demo's tiny Whisper (5.7 M parameters, built offline and "
             "pretrained in the workflow; not a hub model)"
         )
-    elif is_hub_id(facts.base):
+    elif resolve_base(facts.base).hub_id:
         base = f"[{facts.base}](https://huggingface.co/{facts.base}){revision}"
     else:
         base = f"a local Whisper (`{facts.base}`)"
@@ -457,7 +452,7 @@ def build_card(facts: CardFacts) -> Any:
         license=facts.license,
         # The hub rejects a base_model that is not a hub id: the demo and local bases say it
         # in the body only.
-        base_model=facts.base if is_hub_id(facts.base) else None,
+        base_model=facts.base if resolve_base(facts.base).hub_id else None,
         datasets=trained_on(facts.datasets),
         pipeline_tag=TASK,
         library_name=library,

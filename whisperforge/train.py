@@ -719,7 +719,9 @@ def train(job: dict[str, Any]) -> dict[str, Any]:
             f"{trainer.state.global_step} ({human_bytes(free_bytes(checkpoints))} free there); "
             "free some space and run again: it resumes from the last complete checkpoint"
         ) from None
-    final_eval = trainer.evaluate()
+    final_eval = (
+        last_evaluation(trainer.state.log_history, trainer.state.global_step) or trainer.evaluate()
+    )
     log.info("final eval: %s", final_eval)
     summary = {
         "device": torch.cuda.get_device_name(0) if plan.device == "cuda" else "CPU",
@@ -758,6 +760,18 @@ def train(job: dict[str, Any]) -> dict[str, Any]:
         write_json(out_dir / "training_summary.json", summary)
         write_json(timings_file(out_dir), timings)
     return {**summary, **{k: v for k, v in timings.items() if k != "final_eval"}}
+
+
+def last_evaluation(log_history: list[dict[str, Any]], step: int) -> dict[str, Any] | None:
+    """The evaluation of the final weights that the Trainer ran at the last step (with step-wise
+    evaluation it always evaluates there), its entries (dev set, and a guard's general set)
+    merged: evaluating again would repeat it, minutes of every run on a GPU."""
+    merged: dict[str, Any] = {}
+    for entry in log_history:
+        if entry.get("step") == step and any(key.startswith("eval_") for key in entry):
+            merged.update(entry)
+    merged.pop("step", None)
+    return merged or None
 
 
 TIMING_SUFFIXES = ("_runtime", "_per_second")  # the Trainer's wall-clock metrics
