@@ -1,12 +1,12 @@
 """Checkpoint averaging against forgetting, on the real whisper-base runs of bench_forgetting.
 
 icefall decodes the average of the last N epochs' models (`--avg N`); this measures what the same
-does to a LoRA fine-tune of a real pretrained Whisper: the mean of the weight updates of several
-of a run's saved checkpoints (`whisperforge.merge.merge_adapter` given several adapters), merged,
-exported to CTranslate2 float16 and decoded greedy with faster-whisper, on the target set (the
-demo's test voices) and the general set (bench_forgetting's `eval.general`). The same decoding as
-the DAG's cer.json files (whisperforge.transcribe + whisperforge.score), so the rows compare with
-its table in benchmarks/RESULTS.md.
+does to a LoRA fine-tune of a real pretrained Whisper: the mean of the weight updates of
+several of a run's saved checkpoints (`whisperforge.model.merge.merge_adapter` given several
+adapters), merged, exported to CTranslate2 float16 and decoded greedy with faster-whisper, on the
+target set (the demo's test voices) and the general set (bench_forgetting's `eval.general`). The
+same decoding as the DAG's cer.json files (whisperforge.decode.transcribe and
+whisperforge.metrics.score), so the rows compare with its table in benchmarks/RESULTS.md.
 
 Variants per run: the final checkpoint alone, the average of the last 2, 3 and all saved
 checkpoints, the guard's checkpoint-best alone and averaged with the two before it.
@@ -28,11 +28,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from whisperforge.export import export_ct2  # noqa: E402
-from whisperforge.merge import merge_adapter  # noqa: E402
-from whisperforge.options import DecodeOptions  # noqa: E402
-from whisperforge.score import score_file  # noqa: E402
-from whisperforge.transcribe import transcribe_manifest  # noqa: E402
+from whisperforge.core.options import DecodeOptions  # noqa: E402
+from whisperforge.decode.transcribe import transcribe_manifest  # noqa: E402
+from whisperforge.metrics.score import score_file  # noqa: E402
+from whisperforge.model.export import export_ct2  # noqa: E402
+from whisperforge.model.merge import merge_adapter  # noqa: E402
 
 
 def saved_steps(checkpoints: Path) -> list[int]:

@@ -29,8 +29,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from helpers import copy_workflow, packaged_whisper_base, snakemake  # noqa: E402
 
-from whisperforge.demodata import Voice  # noqa: E402
-from whisperforge.demolectures import LECTURES, WRONG_CUE, build_lecture  # noqa: E402
+from whisperforge.demo.demodata import Voice  # noqa: E402
+from whisperforge.demo.demolectures import LECTURES, WRONG_CUE, build_lecture  # noqa: E402
 
 OTHER_VOICE = Voice("f4", pitch=70, speed=190)  # a woman's voice, faster: neither archive has it
 

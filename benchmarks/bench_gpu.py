@@ -4,7 +4,8 @@
     python benchmarks/bench_gpu.py --device cpu --shape tiny --out DIR   # the same path, seconds
 
 A random-weight Whisper of the published shape (`build_published_shape`, offline) is trained
-through the workflow's own step, `whisperforge.train.finetune` (the finetune rule's entry: plan,
+through the workflow's own step, `whisperforge.train.finetune.finetune` (the finetune rule's
+entry: plan,
 memory preflight, `train`'s Trainer set-up), on a synthetic AISHELL-shaped manifest (clips of
 2.5-6.5 s, padded to 30 s log-mels as always; sentences of 12-18 Chinese characters, AISHELL's
 ~15), with config.yaml's `lora` run settings overridden only in `max_steps`, the micro-batch,
@@ -171,8 +172,8 @@ def run_settings() -> dict[str, Any]:
     """The finetune rule's settings for config.yaml's `lora` run (schema defaults filled)."""
     import yaml
 
-    from whisperforge.config import run_settings as settings_of
-    from whisperforge.config import validate_config
+    from whisperforge.core.config import run_settings as settings_of
+    from whisperforge.core.config import validate_config
 
     config = yaml.safe_load((ROOT / "config.yaml").read_text(encoding="utf-8"))
     validate_config(config, ROOT / "schemas" / "config.schema.yaml")
@@ -215,8 +216,9 @@ PROBE = Probe()
 def install_hooks(label_tokens: int) -> None:
     """Wrap what `finetune` builds, without changing what it does.
 
-    whisperforge.train takes no callbacks from outside, so its `GuardedTrainer` is replaced (in
-    this process only) by a subclass that appends one timing callback; and the memory model's
+    whisperforge.train.finetune takes no callbacks from outside, so its `GuardedTrainer` is
+    replaced (in this process only) by a subclass that appends one timing callback; and the memory
+    model's
     `estimate_training_memory`, which the preflight imports at call time, by a wrapper that keeps
     the estimate. Where the preflight does not run (a fixed micro-batch on the CPU), the callback
     makes the same estimate on the same model before the first step.
@@ -224,8 +226,8 @@ def install_hooks(label_tokens: int) -> None:
     import torch
     import transformers
 
-    import whisperforge.memory as memory
-    import whisperforge.train as wf_train
+    import whisperforge.train.finetune as wf_train
+    import whisperforge.train.memory as memory
 
     estimate = memory.estimate_training_memory
 
@@ -299,8 +301,8 @@ def free_device() -> None:
 
 
 def one_line(error: BaseException) -> str:
-    from whisperforge.errors import WhisperforgeError
-    from whisperforge.errors import one_line as quoted
+    from whisperforge.core.errors import WhisperforgeError
+    from whisperforge.core.errors import one_line as quoted
 
     return str(error).splitlines()[0] if isinstance(error, WhisperforgeError) else quoted(error)
 
@@ -311,7 +313,7 @@ def train_one(
     """One finetune() call; the row for `cfg`."""
     import torch
 
-    from whisperforge.train import finetune, timings_file
+    from whisperforge.train.finetune import finetune, timings_file
 
     global PROBE
     PROBE = Probe()
@@ -462,7 +464,7 @@ def ct2_child(spec: dict[str, Any]) -> dict[str, Any]:
     import torch
     from transformers import WhisperFeatureExtractor
 
-    from whisperforge.export import export_ct2
+    from whisperforge.model.export import export_ct2
 
     t0 = time.perf_counter()
     export = Path(spec["work"]) / "ct2-float16"
@@ -704,7 +706,7 @@ def markdown(result: dict[str, Any]) -> str:
         f"{result['elapsed_s']:.0f} s; {result['steps']} optimizer steps per config, the first "
         f"{result['warmup_steps']} untimed; labels up to {fmt(result['label_tokens'])} tokens.",
         "",
-        "## Training (LoRA through whisperforge.train.finetune)",
+        "## Training (LoRA through whisperforge.train.finetune.finetune)",
         "",
         "| " + " | ".join(TRAIN_COLUMNS) + " |",
         align(TRAIN_COLUMNS),
@@ -783,7 +785,7 @@ def save(out: Path, result: dict[str, Any]) -> None:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    from whisperforge.tinymodel import PUBLISHED_SHAPES
+    from whisperforge.model.tinymodel import PUBLISHED_SHAPES
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="bench_gpu.json and .md go here")
@@ -835,8 +837,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.device == "cuda" and not torch.cuda.is_available():
         sys.exit("bench_gpu: --device cuda: torch sees no CUDA device (use --device cpu)")
-    from whisperforge.gpu import pick_precision
-    from whisperforge.tinymodel import build_published_shape
+    from whisperforge.model.tinymodel import build_published_shape
+    from whisperforge.train.gpu import pick_precision
 
     facts = machine(args.device)
     notes: list[str] = []
@@ -872,7 +874,7 @@ def main(argv: list[str] | None = None) -> int:
         "decoding": {"status": SKIPPED, "note": "not reached"},
         "notes": notes,
     }
-    from whisperforge.gpu import parameter_count
+    from whisperforge.train.gpu import parameter_count
 
     result["parameters_m"] = round(parameter_count(base) / 1e6, 1)
     auto = pick_precision(
@@ -883,8 +885,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = run_settings()
         from transformers import WhisperProcessor
 
-        from whisperforge.manifest import read_manifest
-        from whisperforge.train import label_tokens
+        from whisperforge.core.manifest import read_manifest
+        from whisperforge.train.finetune import label_tokens
 
         processor = WhisperProcessor.from_pretrained(base)
         processor.tokenizer.set_prefix_tokens(

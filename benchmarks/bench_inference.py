@@ -4,8 +4,8 @@
         [--beam 5] [--new-tokens 50] [--quantizations float16 int8] [--threads 2]
     python benchmarks/bench_inference.py --run lora [--results results] [--utterances 14]
 
-Both modes time through `whisperforge.speed.measure_speed`, the workflow's speed step: the same
-utterances, beam and language for every engine, each engine batched at `--batch-size` and
+Both modes time through `whisperforge.evaluate.speed.measure_speed`, the workflow's speed step:
+the same utterances, beam and language for every engine, each engine batched at `--batch-size` and
 unbatched, each measurement in a fresh process after one untimed warm-up, peak memory per process.
 The speedup column compares each row with transformers at the same batch size.
 
@@ -41,12 +41,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 # waiting, which the timing children inherit; spinning threads slow down badly on a shared CPU.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from whisperforge.audio import SAMPLE_RATE
-from whisperforge.export import export_ct2
-from whisperforge.manifest import make_record, write_jsonl
-from whisperforge.options import DecodeOptions
-from whisperforge.speed import HF, measure_speed
-from whisperforge.tinymodel import PUBLISHED_SHAPES, build_published_shape
+from whisperforge.core.audio import SAMPLE_RATE
+from whisperforge.core.manifest import make_record, write_jsonl
+from whisperforge.core.options import DecodeOptions
+from whisperforge.evaluate.speed import HF, measure_speed
+from whisperforge.model.export import export_ct2
+from whisperforge.model.tinymodel import PUBLISHED_SHAPES, build_published_shape
 
 
 def synthetic_manifest(out_dir: Path, n: int) -> Path:

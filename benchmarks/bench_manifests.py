@@ -33,8 +33,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from whisperforge.aishell import Filters, build_manifests, extract_archive
-from whisperforge.config import section_defaults
+from whisperforge.core.config import section_defaults
+from whisperforge.data.aishell import Filters, build_manifests, extract_archive
 
 # config.yaml's filters (the schema's defaults), as the build_manifests rule applies them.
 FILTERS = Filters.from_config(

@@ -4,9 +4,9 @@
 
 Builds turbo's full shape with random weights (d_model 1280, 32 encoder + 4 decoder layers, 20
 heads, ffn 5120, 128 mel bins, 51,866 tokens; no tokenizer needed) and LoRA r32 alpha 64 on
-k/q/v/out_proj and fc1/fc2, as config.yaml trains it. `whisperforge.memory` measures one batch-1
-forward per precision, fp32 and half (bf16 autocast stands in on a CPU for the GPU's fp16: the
-same bytes per element), and models gradient checkpointing from it. Prints the peak for
+k/q/v/out_proj and fc1/fc2, as config.yaml trains it. `whisperforge.train.memory` measures one
+batch-1 forward per precision, fp32 and half (bf16 autocast stands in on a CPU for the GPU's fp16:
+the same bytes per element), and models gradient checkpointing from it. Prints the peak for
 micro-batch 1, 2, 4, 8 in the four settings, the fixed and per-sample parts, and whether the
 default micro-batch 8 with checkpointing in half precision fits `--budget-gib` with `--margin`.
 
@@ -41,7 +41,7 @@ from transformers import WhisperConfig, WhisperForConditionalGeneration
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from whisperforge.memory import (
+from whisperforge.train.memory import (
     GiB,
     MemoryEstimate,
     estimate_training_memory,

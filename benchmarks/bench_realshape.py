@@ -3,7 +3,7 @@
     python benchmarks/bench_realshape.py [--workdir DIR] [--steps 2] [--shape large-v3-turbo]
 
 Builds a random-weight model of the published shape (d_model 1280, 32 + 4 layers, 20 heads,
-ffn 5120, 128 mel bins, vocabulary 51,866; `whisperforge.tinymodel.build_published_shape`) and
+ffn 5120, 128 mel bins, vocabulary 51,866; `whisperforge.model.tinymodel.build_published_shape`) and
 runs the workflow on it with config.yaml as it is, overridden only in the base model, the data
 (the demo archive cut to one speaker per split: 8 train, 2 dev, 2 test utterances, as in
 tests/test_realshape.py), `train.max_steps` and `train.device: cpu`: micro-batch 8, gradient
@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from helpers import copy_workflow, trimmed_demo_archive  # noqa: E402
 
-from whisperforge.tinymodel import build_published_shape  # noqa: E402
+from whisperforge.model.tinymodel import build_published_shape  # noqa: E402
 
 KEEP = {"S0002": 8, "S0724": 2, "S0764": 2}  # speaker -> utterances (train, dev, test)
 STAGES = ("finetune_lora", "merge_lora", "export_ct2_lora", "transcribe_lora_test")

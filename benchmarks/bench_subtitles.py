@@ -10,7 +10,7 @@
 
 Builds a recording of `--minutes` minutes from the demo archive's utterances (extracted with
 whisperforge's own `extract_archive`, cycled as often as needed) joined with 1-3 s silences, then
-times `whisperforge.subtitles.write_subtitles` on it (the workflow's own path: model load,
+times `whisperforge.subtitles.cues.write_subtitles` on it (the workflow's own path: model load,
 audio decode, Silero VAD, clip decoding, cue splitting, .srt/.vtt/.txt) once per model and
 compute type, on CPU, and prints seconds, real-time factor (seconds / audio seconds), cues,
 tokens and characters written, and the speedup against float32 from the same run.
@@ -50,12 +50,12 @@ import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import whisperforge.transcribe as transcribe_module
-from whisperforge.aishell import extract_archive, read_wav_index
-from whisperforge.config import section_defaults
-from whisperforge.media import decode_recording
-from whisperforge.options import SubtitleOptions
-from whisperforge.subtitles import speech_clips, write_subtitles
+import whisperforge.decode.transcribe as transcribe_module
+from whisperforge.core.config import section_defaults
+from whisperforge.core.options import SubtitleOptions
+from whisperforge.data.aishell import extract_archive, read_wav_index
+from whisperforge.data.media import decode_recording
+from whisperforge.subtitles.cues import speech_clips, write_subtitles
 
 RATE = 16000
 ROOT = Path(__file__).resolve().parent.parent
@@ -128,8 +128,8 @@ def random_exports(size: str, work: Path, quantizations: list[str]) -> dict[str,
     from ctranslate2.converters import TransformersConverter
     from transformers.utils import logging as hf_logging
 
-    from whisperforge.export import COPY_FILES
-    from whisperforge.tinymodel import build_tiny_whisper
+    from whisperforge.model.export import COPY_FILES
+    from whisperforge.model.tinymodel import build_tiny_whisper
 
     hf_logging.disable_progress_bar()
 

@@ -3,7 +3,7 @@
     python benchmarks/bench_training.py [--steps 60] [--threads 2] [--workdir DEMO_RUN_DIR]
         [--loaders old datasets] [--repeats 1] [--baseline-rev REV]
 
-Runs `whisperforge.train.finetune` with the demo's LoRA settings (config.yaml + the demo
+Runs `whisperforge.train.finetune.finetune` with the demo's LoRA settings (config.yaml + the demo
 profile, run `lora`) for a fixed number of optimizer steps in each variant below, each in fresh
 output and checkpoint directories, with evaluation and checkpointing pushed past the last step so
 that only training is timed (`train_runtime` from the HF Trainer; the final evaluation and the
@@ -17,11 +17,12 @@ adapter save after it are not timed). Prints train samples/s and the ratio to `n
                   (dataloader_persistent_workers), each filling and keeping its own cache
 Each variant runs with each data path of `--loaders`, interleaved, `--repeats` times (the best
 of the repeats counts: on shared cores a run is only ever slowed down):
-  datasets        the manifest through Hugging Face `datasets` (whisperforge.hfdata), features
-                  computed on the fly by `with_transform` (whisperforge.dataset), as trained now
+  datasets        the manifest through Hugging Face `datasets` (whisperforge.data.hfdata),
+                  features computed on the fly by `with_transform` (whisperforge.train.dataset),
+                  as trained now
   old             the hand-written torch Dataset over `read_manifest` records that it replaced
-                  (#13): whisperforge/dataset.py at `--baseline-rev`, read with `git show`, given
-                  the same rows, under the same Trainer
+                  (#13): whisperforge/dataset.py at `--baseline-rev`, read with `git show`,
+                  given the same rows, under the same Trainer
 and the ratio datasets/old per variant is printed at the end. The model step is the same code
 for both, so on shared cores the run-to-run noise of training (+-20 %) can hide the data path:
 `--data-epochs N` (default 3) also times the data path alone, per variant and loader: N epochs of
@@ -66,18 +67,18 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import whisperforge.dataset as dataset  # noqa: E402
-import whisperforge.train as train_module  # noqa: E402
-from whisperforge.aishell import Filters, build_manifests, extract_archive  # noqa: E402
-from whisperforge.config import (  # noqa: E402
+import whisperforge.train.dataset as dataset  # noqa: E402
+import whisperforge.train.finetune as train_module  # noqa: E402
+from whisperforge.core.config import (  # noqa: E402
     deep_merge,
     run_settings,
     section_defaults,
     validate_config,
 )
-from whisperforge.manifest import read_manifest, write_jsonl  # noqa: E402
-from whisperforge.tinymodel import build_tiny_whisper  # noqa: E402
-from whisperforge.train import finetune  # noqa: E402
+from whisperforge.core.manifest import read_manifest, write_jsonl  # noqa: E402
+from whisperforge.data.aishell import Filters, build_manifests, extract_archive  # noqa: E402
+from whisperforge.model.tinymodel import build_tiny_whisper  # noqa: E402
+from whisperforge.train.finetune import finetune  # noqa: E402
 
 # config.yaml's filters (the schema's defaults), as the build_manifests rule applies them.
 FILTERS = Filters.from_config(section_defaults(ROOT / "schemas/config.schema.yaml", "data"))
@@ -249,8 +250,8 @@ def data_path_rate(
     collated as the Trainer does (shuffled, `settings`' batch and the variant's workers)."""
     from transformers import WhisperProcessor
 
-    from whisperforge.dataset import Augment, SpeechCollator
-    from whisperforge.hfdata import load_manifest
+    from whisperforge.data.hfdata import load_manifest
+    from whisperforge.train.dataset import Augment, SpeechCollator
 
     processor = WhisperProcessor.from_pretrained(inputs[0])
     augment = {**settings["augment"], **variant.augment}

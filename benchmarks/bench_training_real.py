@@ -46,7 +46,7 @@ def whisperforge_settings(steps: int) -> dict[str, Any]:
     import yaml
     from bench_training import NEVER, NO_AUGMENT
 
-    from whisperforge.config import deep_merge, run_settings, validate_config
+    from whisperforge.core.config import deep_merge, run_settings, validate_config
 
     raw = yaml.safe_load((ROOT / "config.yaml").read_text(encoding="utf-8"))
     overlay = {
@@ -71,8 +71,8 @@ def whisperforge_settings(steps: int) -> dict[str, Any]:
 
 
 def run_whisperforge(base: Path, train: Path, dev: Path, out: Path, steps: int) -> dict:
-    """In this process (the parent measures it): whisperforge.train.finetune."""
-    from whisperforge.train import finetune
+    """In this process (the parent measures it): whisperforge.train.finetune.finetune."""
+    from whisperforge.train.finetune import finetune
 
     summary = finetune(
         base, train, dev, out / "model", out / "checkpoints", whisperforge_settings(steps)

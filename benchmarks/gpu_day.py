@@ -43,7 +43,7 @@ TARGET = [
 # What the GPU machine lacks for whisperforge's training path, dependencies spelled out (--no-deps).
 # Sizes: the wheels downloaded on 2026-12-03 (for the estimate when none is downloaded).
 TRAINING_WHEELS: dict[str, int] = {
-    "datasets": 608_276,  # whisperforge.hfdata / dataset: manifests as datasets
+    "datasets": 608_276,  # whisperforge.data.hfdata / dataset: manifests as datasets
     "dill": 120_019,
     "multiprocess": 150_281,
     "xxhash": 472_238,
@@ -54,7 +54,7 @@ TRAINING_WHEELS: dict[str, int] = {
     "soundfile": 1_315_963,  # audio.read_training_audio; bundles libsndfile
     "cffi": 219_572,
     "pycparser": 62_600,
-    "jsonschema": 90_630,  # whisperforge.config: config.yaml validated as the rules do
+    "jsonschema": 90_630,  # whisperforge.core.config: config.yaml validated as the rules do
     "jsonschema-specifications": 18_437,
     "referencing": 26_766,
     "rpds-py": 371_261,

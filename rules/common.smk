@@ -7,20 +7,20 @@ from pathlib import Path
 
 sys.path.insert(0, workflow.basedir)
 
-from whisperforge.aishell import Filters
-from whisperforge.code import module_digest
-from whisperforge.config import (
+from whisperforge.data.aishell import Filters
+from whisperforge.core.code import module_digest
+from whisperforge.core.config import (
     MAIN_CORPUS,
     is_default_mix,
     run_mix,
     run_settings,
     validate_config,
 )
-from whisperforge.corpora import corpus_plan
-from whisperforge.basemodel import resolve_base
-from whisperforge.options import decode_keys
-from whisperforge.errors import WhisperforgeError
-from whisperforge.instances import clear_stale_locks
+from whisperforge.data.corpora import corpus_plan
+from whisperforge.core.basemodel import resolve_base
+from whisperforge.core.options import decode_keys
+from whisperforge.core.errors import WhisperforgeError
+from whisperforge.core.instances import clear_stale_locks
 
 try:
     validate_config(config, Path(workflow.basedir) / "schemas" / "config.schema.yaml")
@@ -79,7 +79,7 @@ MIXES = {run: run_mix(config, run) for run in RUNS}
 MIXED_RUNS = [run for run in RUNS if not is_default_mix(MIXES[run])]
 QUANTIZATIONS = config["export"]["quantizations"]  # the primary first
 CT2_DIR = f"ct2-{QUANTIZATIONS[0]}"  # the primary export: evaluation, subtitles, speed baseline
-# model.base resolved once (whisperforge/basemodel.py): tiny, local, ct2 (a local faster-whisper
+# model.base resolved once (whisperforge/core/basemodel.py): tiny, local, ct2 (a local faster-whisper
 # folder, imported once into transformers) or hub.
 BASE = resolve_base(config["model"]["base"], config["model"]["revision"])
 TINY_BASE = BASE.kind == "tiny"
@@ -89,7 +89,7 @@ def code_digest(script):
     """Digest of the whisperforge modules a step script imports, directly or through others.
 
     Snakemake's code trigger sees only the script itself; as a param, this reruns a step when a
-    module it runs changes. Derived from the imports (whisperforge/code.py), so it cannot drift.
+    module it runs changes. Derived from the imports (whisperforge/core/code.py), so it cannot drift.
     """
     basedir = Path(workflow.basedir)
     return module_digest(basedir / "scripts" / script, basedir)
@@ -182,7 +182,7 @@ def hf_model_dir(model):
 
 
 def guard_settings(run):
-    """The run's forgetting guard (whisperforge/guard.py), or None: eval.general unset or the
+    """The run's forgetting guard (whisperforge/train/guard.py), or None: eval.general unset or the
     run's train.forgetting_guard off."""
     settings = run_settings(config, run)
     if GENERAL_SET is None or not settings["forgetting_guard"]:

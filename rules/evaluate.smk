@@ -208,7 +208,7 @@ rule summarize:
 # Recordings corpora with held-out (test) recordings: each such recording is subtitled whole, as
 # the user will use the model (VAD, the primary CT2 export, faster-whisper), and scored against
 # its checked cues: CER over the recording, loops, long deletions, text where the reference has
-# none, start-time error, subtitle conventions (whisperforge/longform.py).
+# none, start-time error, subtitle conventions (whisperforge/evaluate/longform.py).
 LONGFORM_SETS = [name for name in CORPUS_SETS if name in RECORDINGS]
 
 

@@ -9,7 +9,7 @@
 # subtitles' `best`); the receipt, results/hub/<run or best>/<artifact>.pushed.json, is written
 # only once the commit has landed.
 
-from whisperforge.hub import (
+from whisperforge.publish.hub import (
     BEST,
     TRANSFORMERS,
     artifact_quantization,

@@ -11,7 +11,7 @@
 # Each job also writes <file>.review.tsv: the .srt's cues least sure first (the model's
 # avg_logprob, no_speech_prob, compression_ratio), for a person correcting the subtitles.
 
-from whisperforge.subtitles import BEST, RECORDING_NAME, is_recording
+from whisperforge.subtitles.cues import BEST, RECORDING_NAME, is_recording
 
 SUBTITLES = config["subtitles"]
 SUBTITLE_MODELS = [BEST, *MODELS]

@@ -33,7 +33,7 @@ def _redirect_output_to(log_path: str) -> int:
 
 def run_step(smk: Any, main: Callable[[Any], None]) -> None:
     """Run `main(snakemake)` with logging to `log[0]`; a WhisperforgeError becomes one line."""
-    from whisperforge.errors import WhisperforgeError
+    from whisperforge.core.errors import WhisperforgeError
 
     log_path = str(smk.log[0])
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
@@ -46,11 +46,11 @@ def run_step(smk: Any, main: Callable[[Any], None]) -> None:
     )
     try:
         if Path(".snakemake").is_dir():  # the workflow's folder: this job is alive while it runs
-            from whisperforge.instances import hold_instance_lock
+            from whisperforge.core.instances import hold_instance_lock
 
             hold_instance_lock(Path(".snakemake"))
         if getattr(smk.resources, "gpu", 0):
-            from whisperforge.gpu import claim_gpu
+            from whisperforge.train.gpu import claim_gpu
 
             claim_gpu(count=int(smk.resources.gpu))
         main(smk)

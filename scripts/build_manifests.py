@@ -4,7 +4,7 @@ from pathlib import Path
 
 from _step import run_step
 
-from whisperforge.aishell import Filters, build_manifests
+from whisperforge.data.aishell import Filters, build_manifests
 
 
 def main(smk):

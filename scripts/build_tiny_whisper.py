@@ -4,7 +4,7 @@ from inspect import signature
 
 from _step import run_step
 
-from whisperforge.tinymodel import build_tiny_whisper
+from whisperforge.model.tinymodel import build_tiny_whisper
 
 
 def main(smk):

@@ -4,8 +4,8 @@ from pathlib import Path
 
 from _step import run_step
 
-from whisperforge.gpu import pick_device
-from whisperforge.recordings import prepare_recording
+from whisperforge.data.recordings import prepare_recording
+from whisperforge.train.gpu import pick_device
 
 
 def main(smk):

@@ -4,8 +4,8 @@ as the workflow's own output (results/subtitles/<model>/<file>.srt)."""
 
 from _step import run_step
 
-from whisperforge.corpora import gather_report
-from whisperforge.longform import correction_of_files
+from whisperforge.data.corpora import gather_report
+from whisperforge.evaluate.longform import correction_of_files
 
 
 def main(smk):

@@ -2,7 +2,7 @@
 
 from _step import run_step
 
-from whisperforge.corpora import gather_split
+from whisperforge.data.corpora import gather_split
 
 
 def main(smk):

@@ -2,7 +2,7 @@
 
 from _step import run_step
 
-from whisperforge.download import download_archive
+from whisperforge.data.download import download_archive
 
 
 def main(smk):

@@ -2,7 +2,7 @@
 
 from _step import run_step
 
-from whisperforge.export import export_ct2
+from whisperforge.model.export import export_ct2
 
 
 def main(smk):

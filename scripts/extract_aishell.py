@@ -2,8 +2,8 @@
 
 from _step import run_step
 
-from whisperforge.aishell import extract_archive
-from whisperforge.download import verify_archive
+from whisperforge.data.aishell import extract_archive
+from whisperforge.data.download import verify_archive
 
 
 def main(smk):

@@ -2,7 +2,7 @@
 
 from _step import run_step
 
-from whisperforge.basemodel import fetch_hub_model
+from whisperforge.model.fetch import fetch_hub_model
 
 
 def main(smk):

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from _step import run_step
 
-from whisperforge.train import finetune
+from whisperforge.train.finetune import finetune
 
 
 def main(smk):
@@ -21,7 +21,7 @@ def main(smk):
     )
     loss_plot = getattr(smk.output, "loss_plot", None)  # finetune has one, pretrain_base not
     if loss_plot:
-        from whisperforge.plots import plot_loss
+        from whisperforge.evaluate.plots import plot_loss
 
         plot_loss(out / "trainer_state.json", loss_plot, smk.wildcards.run)
 

@@ -4,7 +4,7 @@ import logging
 
 from _step import run_step
 
-from whisperforge.hub import make_hub_folder
+from whisperforge.publish.hub import make_hub_folder
 
 
 def main(smk):

@@ -2,7 +2,7 @@
 
 from _step import run_step
 
-from whisperforge.ct2import import import_ct2_model
+from whisperforge.model.ct2import import import_ct2_model
 
 
 def main(smk):

@@ -2,7 +2,7 @@
 
 from _step import run_step
 
-from whisperforge.manifest import import_eval_set
+from whisperforge.core.manifest import import_eval_set
 
 
 def main(smk):

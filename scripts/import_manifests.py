@@ -4,7 +4,7 @@ from pathlib import Path
 
 from _step import run_step
 
-from whisperforge.manifest import import_manifests
+from whisperforge.core.manifest import import_manifests
 
 
 def main(smk):

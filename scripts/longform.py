@@ -8,9 +8,9 @@ as the CER table scores). Each recording's result and their combination (longfor
 
 from _step import run_step
 
-from whisperforge.files import write_json
-from whisperforge.longform import combine, evaluate_recording, read_reference
-from whisperforge.options import SubtitleOptions
+from whisperforge.core.files import write_json
+from whisperforge.core.options import SubtitleOptions
+from whisperforge.evaluate.longform import combine, evaluate_recording, read_reference
 
 
 def main(smk):

@@ -16,22 +16,22 @@ import sys
 from pathlib import Path
 
 try:
-    from whisperforge.demodata import (
+    from whisperforge.core.errors import WhisperforgeError
+    from whisperforge.demo.demodata import (
         DEMO_ARCHIVES,
         OUT_OF_DOMAIN_DIR,
         build_aishell_archive,
         build_eval_set,
     )
-    from whisperforge.errors import WhisperforgeError
 except ModuleNotFoundError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from whisperforge.demodata import (
+    from whisperforge.core.errors import WhisperforgeError
+    from whisperforge.demo.demodata import (
         DEMO_ARCHIVES,
         OUT_OF_DOMAIN_DIR,
         build_aishell_archive,
         build_eval_set,
     )
-    from whisperforge.errors import WhisperforgeError
 
 
 def main(argv: list[str] | None = None) -> int:

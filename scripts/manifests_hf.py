@@ -5,7 +5,7 @@ import logging
 
 from _step import run_step
 
-from whisperforge.hfdata import save_hf_dataset
+from whisperforge.data.hfdata import save_hf_dataset
 
 
 def main(smk):

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from _step import run_step
 
-from whisperforge.merge import merge_adapter
+from whisperforge.model.merge import merge_adapter
 
 
 def main(smk):

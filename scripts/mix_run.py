@@ -2,9 +2,9 @@
 
 from _step import run_step
 
-from whisperforge.corpora import mix_manifests
-from whisperforge.files import write_json
-from whisperforge.manifest import write_jsonl
+from whisperforge.core.files import write_json
+from whisperforge.core.manifest import write_jsonl
+from whisperforge.data.corpora import mix_manifests
 
 
 def main(smk):

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from _step import run_step
 
-from whisperforge.provenance import write_provenance
+from whisperforge.publish.provenance import write_provenance
 
 
 def main(smk):

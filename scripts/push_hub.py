@@ -4,9 +4,9 @@ import logging
 
 from _step import run_step
 
-from whisperforge.files import write_json
-from whisperforge.hub import BEST, push_folder
-from whisperforge.score import best_run
+from whisperforge.core.files import write_json
+from whisperforge.metrics.score import best_run
+from whisperforge.publish.hub import BEST, push_folder
 
 
 def main(smk):

@@ -2,7 +2,7 @@
 
 from _step import run_step
 
-from whisperforge.score import write_scores
+from whisperforge.metrics.score import write_scores
 
 
 def main(smk):

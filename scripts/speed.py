@@ -2,10 +2,10 @@
 
 from _step import run_step
 
-from whisperforge.errors import WhisperforgeError
-from whisperforge.files import write_json
-from whisperforge.speed import measure_speed
-from whisperforge.transcribe import DecodeOptions
+from whisperforge.core.errors import WhisperforgeError
+from whisperforge.core.files import write_json
+from whisperforge.decode.transcribe import DecodeOptions
+from whisperforge.evaluate.speed import measure_speed
 
 
 def main(smk):

@@ -4,7 +4,7 @@ import logging
 
 from _step import run_step
 
-from whisperforge.subtitles import BEST, SubtitleOptions, resolve_model, write_subtitles
+from whisperforge.subtitles.cues import BEST, SubtitleOptions, resolve_model, write_subtitles
 
 
 def main(smk):

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from _step import run_step
 
-from whisperforge.report import eval_key, summarize
+from whisperforge.report.summary import eval_key, summarize
 
 OUT = {"summary_md": "summary", "table_tsv": "table", "chart_png": "chart"}
 OUT |= {"speed_tsv": "speed", "worst_tsv": "worst", "runs_yaml": "config"}

@@ -22,8 +22,8 @@ elif ! "$PY313" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))'; then
 fi
 
 # What the tested modules and tests import, and their tools (ruff, snakefmt: tests/test_lint.py).
-LIGHT=(cn2an filelock huggingface_hub jiwer jsonschema matplotlib numpy psutil pytest PyYAML
-  requests ruff scipy snakefmt snakemake soundfile srt tqdm webvtt-py zhconv)
+LIGHT=(cn2an filelock grimp huggingface_hub import-linter jiwer jsonschema matplotlib numpy psutil
+  pytest PyYAML requests ruff scipy snakefmt snakemake soundfile srt tqdm webvtt-py zhconv)
 pins=()
 for name in "${LIGHT[@]}"; do
   pin=$(grep -m1 "^$name==" requirements-dev.txt) || {

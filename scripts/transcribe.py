@@ -2,7 +2,7 @@
 
 from _step import run_step
 
-from whisperforge.transcribe import DecodeOptions, transcribe_manifest
+from whisperforge.decode.transcribe import DecodeOptions, transcribe_manifest
 
 
 def main(smk):

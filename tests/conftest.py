@@ -32,7 +32,7 @@ def small_archive(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def models(tmp_path_factory) -> dict[str, Path]:
-    from whisperforge.tinymodel import build_tiny_whisper
+    from whisperforge.model.tinymodel import build_tiny_whisper
 
     root = tmp_path_factory.mktemp("hf")
     tiny = build_tiny_whisper(root / "tiny")
@@ -56,7 +56,7 @@ def manifest(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def exported(tiny, manifest, tmp_path_factory) -> tuple[Path, dict]:
-    from whisperforge.export import export_ct2
+    from whisperforge.model.export import export_ct2
 
     out_dir = tmp_path_factory.mktemp("export") / "ct2-float16"
     facts = export_ct2(tiny, out_dir, quantization="float16", probe_manifest=manifest)

@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from whisperforge.aishell import Filters
-from whisperforge.config import section_defaults
-from whisperforge.manifest import make_record, write_jsonl
-from whisperforge.options import DecodeOptions
+from whisperforge.core.config import section_defaults
+from whisperforge.core.manifest import make_record, write_jsonl
+from whisperforge.core.options import DecodeOptions
+from whisperforge.data.aishell import Filters
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOW_FILES = [
@@ -213,7 +213,7 @@ SCHEMA = ROOT / "schemas/config.schema.yaml"
 
 
 def augment(**on):
-    from whisperforge.dataset import Augment
+    from whisperforge.train.dataset import Augment
 
     """config.yaml's augmentation settings with every augmentation off except those in `on`."""
     section = section_defaults(SCHEMA, "train")["augment"]
@@ -342,8 +342,8 @@ def realzh_lecture(
     """Real recordings (those of `rows` in clips.tsv) joined into one 16 kHz recording with
     `pause_s` of silence between them (`<name>.wav`) and its subtitle file, one cue per recording
     at its own times (`<name>.srt`); returns the cues (start s, end s, reference)."""
-    from whisperforge.audio import resample
-    from whisperforge.subtitle_files import timestamp
+    from whisperforge.core.audio import resample
+    from whisperforge.data.subtitle_files import timestamp
 
     chosen = realzh_clips()[rows]
     pause = np.zeros(round(pause_s * RATE), dtype=np.float32)

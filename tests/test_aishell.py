@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from helpers import SMALL_TRANSCRIPT, SMALL_UTTERANCES, filters, make_archive, wav_bytes
 
-from whisperforge.aishell import build_manifests, extract_archive, read_wav_index
-from whisperforge.errors import WhisperforgeError
-from whisperforge.manifest import read_manifest
+from whisperforge.core.errors import WhisperforgeError
+from whisperforge.core.manifest import read_manifest
+from whisperforge.data.aishell import build_manifests, extract_archive, read_wav_index
 
 
 def extract(archive: Path, out: Path, threads: int = 2):

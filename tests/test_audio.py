@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import soundfile
 
-from whisperforge.audio import read_training_audio
-from whisperforge.errors import WhisperforgeError
-from whisperforge.transcribe import load_audio
+from whisperforge.core.audio import read_training_audio
+from whisperforge.core.errors import WhisperforgeError
+from whisperforge.decode.transcribe import load_audio
 
 
 def ramp_wav(path, rate: int, seconds: float, channels: int = 1):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 
 def test_hub_fetch_fails_clearly_offline(tmp_path, monkeypatch):
-    from whisperforge.basemodel import fetch_hub_model
-    from whisperforge.errors import WhisperforgeError
+    from whisperforge.core.errors import WhisperforgeError
+    from whisperforge.model.fetch import fetch_hub_model
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     try:
@@ -17,7 +17,7 @@ def test_hub_fetch_fails_clearly_offline(tmp_path, monkeypatch):
 
 
 def test_model_base_is_resolved_once_by_what_it_names(tmp_path, monkeypatch):
-    from whisperforge.basemodel import IMPORTED_DIR, resolve_base
+    from whisperforge.core.basemodel import IMPORTED_DIR, resolve_base
 
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     (tmp_path / "home/m").mkdir(parents=True)
@@ -45,7 +45,7 @@ def test_a_local_base_under_home_is_trained_from_not_fetched(tmp_path, monkeypat
     import yaml
     from helpers import copy_workflow, snakemake
 
-    from whisperforge.tinymodel import build_tiny_whisper
+    from whisperforge.model.tinymodel import build_tiny_whisper
 
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     build_tiny_whisper(tmp_path / "home/m", d_model=32, ffn_dim=64)

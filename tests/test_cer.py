@@ -1,4 +1,4 @@
-"""Tests for whisperforge.cer's two normalizations, on hand-written examples.
+"""Tests for whisperforge.metrics.cer's two normalizations, on hand-written examples.
 
 Every expected string is written by hand from the steps each normalization documents: the
 project's `normalize` (full-width -> half-width, zh-cn, lowercase, optional numerals, drop every
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from whisperforge.cer import (
+from whisperforge.metrics.cer import (
     WHISPER_FINETUNE_PUNCTUATION,
     normalize,
     normalize_whisper_finetune,

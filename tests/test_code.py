@@ -7,7 +7,7 @@ from pathlib import Path
 
 from helpers import ROOT
 
-from whisperforge.code import imported_modules, module_digest
+from whisperforge.core.code import imported_modules, module_digest
 
 
 def names(paths: list[Path]) -> set[str]:
@@ -18,13 +18,22 @@ def test_a_step_covers_the_modules_it_imports_directly_and_through_others():
     finetune = names(imported_modules(ROOT / "scripts/finetune.py", ROOT))
     # train.py imports memory, checkpoints, gpu; its dev CER metric imports cer (lazily);
     # _step.py imports errors and gpu; the loss plot is the plots module's (lazily).
-    for module in ("train", "dataset", "memory", "checkpoints", "gpu", "cer", "errors", "plots"):
+    for module in (
+        "train/finetune",
+        "train/dataset",
+        "train/memory",
+        "train/checkpoints",
+        "train/gpu",
+        "metrics/cer",
+        "core/errors",
+        "evaluate/plots",
+    ):
         assert f"whisperforge/{module}.py" in finetune, module
-    assert "whisperforge/export.py" not in finetune
+    assert "whisperforge/model/export.py" not in finetune
     export = names(imported_modules(ROOT / "scripts/export_ct2.py", ROOT))
-    assert {"whisperforge/export.py", "whisperforge/transcribe.py"} <= export
+    assert {"whisperforge/model/export.py", "whisperforge/decode/transcribe.py"} <= export
     subtitles = names(imported_modules(ROOT / "scripts/subtitles.py", ROOT))
-    assert {"whisperforge/subtitles.py", "whisperforge/transcribe.py"} <= subtitles
+    assert {"whisperforge/subtitles/cues.py", "whisperforge/decode/transcribe.py"} <= subtitles
 
 
 def test_editing_a_module_changes_the_digest_of_exactly_the_steps_that_run_it(tmp_path):
@@ -32,7 +41,7 @@ def test_editing_a_module_changes_the_digest_of_exactly_the_steps_that_run_it(tm
     shutil.copytree(ROOT / "scripts", tmp_path / "scripts")
     scripts = sorted((tmp_path / "scripts").glob("*.py"))
     before = {s.name: module_digest(s, tmp_path) for s in scripts}
-    cer = tmp_path / "whisperforge/cer.py"
+    cer = tmp_path / "whisperforge/metrics/cer.py"
     cer.write_text(cer.read_text() + "\n# an edit\n")
     after = {s.name: module_digest(s, tmp_path) for s in scripts}
     changed = {name for name in before if before[name] != after[name]}

@@ -9,15 +9,15 @@ import pytest
 import yaml
 from helpers import ROOT, copy_workflow, snakemake
 
-from whisperforge.config import run_settings, validate_config
-from whisperforge.errors import WhisperforgeError
+from whisperforge.core.config import run_settings, validate_config
+from whisperforge.core.errors import WhisperforgeError
 
 SCHEMA = ROOT / "schemas/config.schema.yaml"
 
 
 def load(*names: str) -> dict:
     config: dict = {}
-    from whisperforge.config import deep_merge
+    from whisperforge.core.config import deep_merge
 
     for name in names:
         config = deep_merge(config, yaml.safe_load((ROOT / name).read_text()))
@@ -72,7 +72,7 @@ def test_shipped_configs_are_valid():
     ],
 )
 def test_bad_values_name_the_key_in_one_line(config, change, message):
-    from whisperforge.config import deep_merge
+    from whisperforge.core.config import deep_merge
 
     bad = deep_merge(config, change)
     with pytest.raises(WhisperforgeError, match=message) as err:

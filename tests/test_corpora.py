@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from helpers import ROOT
 
-from whisperforge.config import run_mix, validate_config
-from whisperforge.corpora import (
+from whisperforge.core.config import run_mix, run_settings, validate_config
+from whisperforge.core.errors import WhisperforgeError
+from whisperforge.data.corpora import (
     assign_splits,
     corpus_plan,
     find_recordings,
@@ -18,7 +19,6 @@ from whisperforge.corpora import (
     repeat_by_weight,
     subset_of_recordings,
 )
-from whisperforge.errors import WhisperforgeError
 
 SETTINGS = {"test": None, "dev": None, "test_fraction": 0.1, "dev_fraction": 0.1, "split_seed": 0}
 
@@ -190,7 +190,7 @@ def test_config_fills_corpus_defaults_and_reads_mixes(tmp_path):
     assert config["data"]["corpora"]["lec"]["check"]["model"] == "base"
     assert run_mix(config, "lora") == {"aishell": {"weight": 1.0, "fraction": 1.0}}
     assert run_mix(config, "mine")["lec"] == {"weight": 3.0, "fraction": 0.5}
-    assert "mix" not in __import__("whisperforge.config").config.run_settings(config, "mine")
+    assert "mix" not in run_settings(config, "mine")
     plan = corpus_plan("lec", config["data"]["corpora"]["lec"])
     assert plan["a"]["split"] == "test"
 

@@ -17,13 +17,9 @@ from pathlib import Path
 import pytest
 from helpers import ROOT
 
-from whisperforge.ct2import import (
-    Ct2Model,
-    import_ct2_model,
-    is_ct2_model_dir,
-    read_ct2_model,
-)
-from whisperforge.errors import WhisperforgeError
+from whisperforge.core.basemodel import is_ct2_model_dir
+from whisperforge.core.errors import WhisperforgeError
+from whisperforge.model.ct2import import Ct2Model, import_ct2_model, read_ct2_model
 
 CLIP = ROOT / "../shared/realzh/audio/xingchensong__S3Tokenizer__BAC009S0764W0121.wav"
 REFERENCE = "甚至出现交易几乎停滞的情况"  # AISHELL-1 test, speaker S0764
@@ -110,7 +106,7 @@ def test_transformers_transcribes_a_real_clip_as_faster_whisper_does(faster_whis
     from faster_whisper.audio import pad_or_trim
     from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
-    from whisperforge.cer import normalize, score_pairs
+    from whisperforge.metrics.cer import normalize, score_pairs
 
     audio, rate = sf.read(CLIP, dtype="float32")
     assert rate == 16000
@@ -186,17 +182,17 @@ def test_another_ctranslate2_spec_is_refused_naming_model_bin(tmp_path):
 def test_a_hub_ctranslate2_model_is_fetched_as_transformers_and_round_trips(
     exported, tmp_path, monkeypatch
 ):
-    from whisperforge import basemodel
-    from whisperforge.export import check_hf_dir
+    from whisperforge.model import fetch
+    from whisperforge.model.export import check_hf_dir
 
     ct2_dir, _ = exported
 
     def download(repo_id, revision, local_dir):  # the hub, offline: the tiny export's files
         shutil.copytree(ct2_dir, local_dir)
 
-    monkeypatch.setattr(basemodel, "_download", download)
+    monkeypatch.setattr(fetch, "_download", download)
     out = tmp_path / "resources/models/org--faster-whisper-tiny@main"
-    assert basemodel.fetch_hub_model("org/faster-whisper-tiny", "main", out) == out
+    assert fetch.fetch_hub_model("org/faster-whisper-tiny", "main", out) == out
     assert check_hf_dir(out)["model_type"] == "whisper"  # what export_ct2 needs is there
     assert sorted(p.name for p in out.parent.iterdir()) == [out.name]  # staging removed
     again = convert(out, tmp_path / "again", "float16")

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from helpers import copy_workflow, jobs_planned, snakemake
 
-from whisperforge.download import md5sum
+from whisperforge.data.download import md5sum
 
 TARGET = "results/manifests/stats.json"
 

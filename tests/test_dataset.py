@@ -15,8 +15,12 @@ import soundfile as sf
 from helpers import RATE, augment, record_of, speech_like
 from transformers import WhisperFeatureExtractor, WhisperProcessor
 
-from whisperforge import dataset
-from whisperforge.dataset import (
+from whisperforge.core.errors import WhisperforgeError
+from whisperforge.core.manifest import write_jsonl
+from whisperforge.data.hfdata import load_manifest, scan_manifest
+from whisperforge.model.tinymodel import build_whisper_tokenizer
+from whisperforge.train import dataset
+from whisperforge.train.dataset import (
     FRAMES_PER_S,
     SpeechTransform,
     audio_frames,
@@ -24,10 +28,6 @@ from whisperforge.dataset import (
     shift_features,
     speech_dataset,
 )
-from whisperforge.errors import WhisperforgeError
-from whisperforge.hfdata import load_manifest, scan_manifest
-from whisperforge.manifest import write_jsonl
-from whisperforge.tinymodel import build_whisper_tokenizer
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Tests for the shipped demo archives (demo/*.tgz) and whisperforge.demodata's generator."""
+"""Tests for the shipped demo archives (demo/*.tgz) and whisperforge.demo.demodata's generator."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
-from whisperforge.demodata import (
+from whisperforge.core.errors import WhisperforgeError
+from whisperforge.demo.demodata import (
     BASE_SPEAKERS,
     DEMO_ARCHIVES,
     ORPHAN_UTT_NUMBER,
@@ -25,7 +26,6 @@ from whisperforge.demodata import (
     require_tools,
     spoken_text,
 )
-from whisperforge.errors import WhisperforgeError
 
 DEMO = Path(__file__).resolve().parents[1] / "demo"
 MAX_BYTES = 5_000_000  # committed to git: keep each archive under 5 MB

@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 from helpers import copy_workflow, record_of, snakemake, speech_like
 
-from whisperforge.manifest import write_jsonl
+from whisperforge.core.manifest import write_jsonl
 
 SENTENCES = ["今天天气很好", "我们明天开会", "经济增长很快", "北京是首都"]
 RUN = "lora"
@@ -40,7 +40,7 @@ MESSAGE = (
 
 def workflow(root: Path) -> Path:
     """A workflow copy with a tiny local base model and four short utterances as its manifests."""
-    from whisperforge.tinymodel import build_tiny_whisper
+    from whisperforge.model.tinymodel import build_tiny_whisper
 
     workdir = copy_workflow(root)
     # Not conftest's `tiny`: its decoder is pinned to a constant output, so nothing diverges.

@@ -15,8 +15,8 @@ import pytest
 import torch
 from helpers import ROOT, copy_workflow
 
-from whisperforge import doctor
-from whisperforge.doctor import GB, Ct2Cuda, Finding, Probes, TorchCuda
+from whisperforge.tools import doctor
+from whisperforge.tools.doctor import GB, Ct2Cuda, Finding, Probes, TorchCuda
 
 AISHELL_BYTES = 15_582_913_665
 NO_CUDA = TorchCuda("2.13.0+cpu", None)

@@ -1,4 +1,4 @@
-"""Tests for whisperforge.download against a local HTTP server on 127.0.0.1."""
+"""Tests for whisperforge.data.download against a local HTTP server on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from whisperforge.download import download_archive, md5sum, resolve_archive, verify_archive
-from whisperforge.errors import WhisperforgeError
+from whisperforge.core.errors import WhisperforgeError
+from whisperforge.data.download import download_archive, md5sum, resolve_archive, verify_archive
 
 PAYLOAD = os.urandom(3 * 1024 * 1024 + 17)
 PAYLOAD_MD5 = hashlib.md5(PAYLOAD).hexdigest()
@@ -230,7 +230,7 @@ def test_wrong_md5_mirror_falls_back(
 ) -> None:
     served.state.body = bytes([PAYLOAD[0] ^ 1]) + PAYLOAD[1:]  # right size, wrong bytes
     dest = tmp_path / "data.tgz"
-    with caplog.at_level(logging.WARNING, logger="whisperforge.download"):
+    with caplog.at_level(logging.WARNING, logger="whisperforge.data.download"):
         _download([served.url, served2.url], dest)
     assert dest.read_bytes() == PAYLOAD
     assert not _part(dest).exists()

@@ -58,11 +58,14 @@ def third_party_imports(path: Path, seen: set[Path] | None = None) -> set[str]:
             modules = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             modules = [node.module]
+            if node.module.startswith("whisperforge"):  # `from whisperforge.stage import module`
+                modules += [f"{node.module}.{a.name}" for a in node.names]
         for module in modules:
             top = module.split(".")[0]
-            if top == "whisperforge" and module != "whisperforge":
+            if top == "whisperforge":
                 target = ROOT / (module.replace(".", "/") + ".py")
-                names |= third_party_imports(target, seen)
+                if target.is_file():  # not a package, nor a name inside a module
+                    names |= third_party_imports(target, seen)
             elif top not in sys.stdlib_module_names and top not in STDLIB_OR_OURS:
                 names.add(top)
     return names

@@ -8,10 +8,10 @@ import shutil
 import pytest
 from helpers import leftovers
 
-from whisperforge.errors import WhisperforgeError
-from whisperforge.export import export_ct2
-from whisperforge.manifest import make_record, write_jsonl
-from whisperforge.transcribe import pick_device_and_compute_type
+from whisperforge.core.errors import WhisperforgeError
+from whisperforge.core.manifest import make_record, write_jsonl
+from whisperforge.decode.transcribe import pick_device_and_compute_type
+from whisperforge.model.export import export_ct2
 
 
 def test_export_writes_a_loadable_ct2_dir(tiny, exported):

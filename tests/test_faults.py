@@ -19,9 +19,9 @@ import yaml
 from helpers import ROOT, SMALL_TRANSCRIPT, copy_workflow, make_archive, snakemake
 from test_train import inputs, tiny_settings  # noqa: F401 (inputs: a fixture)
 
-from whisperforge.aishell import Filters, build_manifests, extract_archive
-from whisperforge.errors import WhisperforgeError
-from whisperforge.files import atomic_dir, free_bytes, is_full_disk, write_json, write_text
+from whisperforge.core.errors import WhisperforgeError
+from whisperforge.core.files import atomic_dir, free_bytes, is_full_disk, write_json, write_text
+from whisperforge.data.aishell import Filters, build_manifests, extract_archive
 
 SIZE = 2 * 1024 * 1024
 
@@ -99,7 +99,7 @@ def test_a_training_whose_checkpoints_cannot_fit_is_refused_before_it_starts(
         r"train.save_total_limit 2, one more while the next is written\); free space there or "
         r"lower train.save_total_limit$"
     )
-    from whisperforge.train import finetune
+    from whisperforge.train.finetune import finetune
 
     with pytest.raises(WhisperforgeError, match=message):
         finetune(base, train, dev, tmp_path / "model", checkpoints, settings, threads=1)
@@ -149,7 +149,7 @@ def test_a_merge_that_fills_the_disk_is_one_line_and_leaves_the_previous_model(
     from peft import LoraConfig, get_peft_model
     from transformers import WhisperForConditionalGeneration
 
-    from whisperforge.merge import merge_adapter
+    from whisperforge.model.merge import merge_adapter
 
     peft = get_peft_model(
         WhisperForConditionalGeneration.from_pretrained(tiny),
@@ -168,7 +168,7 @@ def test_a_merge_that_fills_the_disk_is_one_line_and_leaves_the_previous_model(
 
 
 def test_an_export_that_fills_the_disk_is_one_line_and_leaves_the_previous_export(tiny, small_disk):
-    from whisperforge.export import export_ct2
+    from whisperforge.model.export import export_ct2
 
     out_dir = small_disk / "ct2-float16"  # 11 MB of float16 weights on a 2 MB disk
     out_dir.mkdir()

@@ -12,14 +12,14 @@ import torch
 from helpers import ROOT
 from safetensors.torch import save_file
 
-from whisperforge.errors import WhisperforgeError
-from whisperforge.gpu import CPU_OK_PARAMETERS, parameter_count, pick_device, pick_precision
+from whisperforge.core.errors import WhisperforgeError
+from whisperforge.train.gpu import CPU_OK_PARAMETERS, parameter_count, pick_device, pick_precision
 
 CLAIM = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from whisperforge.gpu import claim_gpu
+    from whisperforge.train.gpu import claim_gpu
     print(claim_gpu(n_devices=2, lock_dir=Path(sys.argv[1])), flush=True)
     time.sleep(float(sys.argv[2]))
     """
@@ -121,7 +121,7 @@ def test_an_impossible_precision_names_the_key(precision, fp16, device, key):
 
 def test_a_multi_gpu_job_claims_that_many_free_devices(tmp_path):
     script = (
-        "import sys; from pathlib import Path; from whisperforge.gpu import claim_gpu; "
+        "import sys; from pathlib import Path; from whisperforge.train.gpu import claim_gpu; "
         "print(claim_gpu(n_devices=3, lock_dir=Path(sys.argv[1]), count=int(sys.argv[2])), "
         "flush=True); import time; time.sleep(float(sys.argv[3]))"
     )
@@ -143,7 +143,7 @@ def test_a_multi_gpu_job_claims_that_many_free_devices(tmp_path):
 
 
 def test_8bit_on_a_machine_without_cuda_is_one_line_naming_the_key(tmp_path, monkeypatch):
-    from whisperforge.train import make_plan
+    from whisperforge.train.finetune import make_plan
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     settings = {"device": "cpu", "precision": "auto", "fp16": "auto", "use_8bit": True}

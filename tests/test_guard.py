@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from test_train import inputs, tiny_settings  # noqa: F401  (the module's fixture)
 
-from whisperforge.guard import (
+from whisperforge.train.finetune import finetune
+from whisperforge.train.guard import (
     BASE_PREFIX,
     FORGETTING_KEY,
     GENERAL_PREFIX,
@@ -17,7 +18,6 @@ from whisperforge.guard import (
     guard_outcome,
     guarded_value,
 )
-from whisperforge.train import finetune
 
 
 def test_a_checkpoint_over_budget_never_beats_one_within_and_least_forgetting_wins_over():

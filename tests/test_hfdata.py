@@ -9,9 +9,9 @@ import datasets
 import pytest
 from helpers import leftovers, tone_manifest
 
-from whisperforge.errors import WhisperforgeError
-from whisperforge.hfdata import save_hf_dataset
-from whisperforge.manifest import read_manifest, write_jsonl
+from whisperforge.core.errors import WhisperforgeError
+from whisperforge.core.manifest import read_manifest, write_jsonl
+from whisperforge.data.hfdata import save_hf_dataset
 
 
 @pytest.fixture

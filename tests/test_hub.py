@@ -1,5 +1,5 @@
-"""Hub-ready folders (whisperforge/hub.py): linked model files, a model card the hub parses with
-the run's CER, atomic rebuilds, and a push that fails in one line without a network."""
+"""Hub-ready folders (whisperforge/publish/hub.py): linked model files, a model card the hub
+parses with the run's CER, atomic rebuilds, and a push that fails in one line without a network."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ import pytest
 from helpers import ROOT
 from huggingface_hub import ModelCard
 
-from whisperforge.errors import WhisperforgeError
-from whisperforge.files import write_json
-from whisperforge.hub import (
+from whisperforge.core.errors import WhisperforgeError
+from whisperforge.core.files import write_json
+from whisperforge.publish.hub import (
     BEST,
     SKIP_FILES,
     artifact_quantization,
@@ -146,7 +146,7 @@ def test_folder_links_the_model_and_its_card_carries_the_cer(
     assert "| test | 10 | 34.56 | 12.34 | -22.22 | - | 11.02 |" in card.text
     assert "| lecture | 10 | 50.00 | 30.13 | -19.87 | - | - |" in card.text
     assert "| train | 50 | 0.05 | 4 |" in card.text
-    from whisperforge.files import sha256_file
+    from whisperforge.core.files import sha256_file
 
     assert sha256_file(inputs["provenance"]) in card.text
     usage = "WhisperModel(" if artifact.startswith("ct2-") else 'pipeline("automatic-speech'

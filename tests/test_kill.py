@@ -56,10 +56,10 @@ TARGETS = [
 ]
 # Where each kill lands: module:function:n-th call[:only calls whose arguments name this].
 MOMENTS = [
-    "whisperforge.aishell:extract_speaker_tar:2",
+    "whisperforge.data.aishell:extract_speaker_tar:2",
     "transformers.trainer:Trainer._save_rng_state:2:checkpoints/base",
     "transformers.trainer:Trainer._save_rng_state:2:checkpoints/lora",
-    "whisperforge.export:_probe:1",
+    "whisperforge.model.export:_probe:1",
 ]
 # Not artifacts: run facts (wall-clock times, by design: README, "A day of GPU time you can
 # trust") and checkpoints (resume state, whose trainer_state.json the Trainer writes with timings).

@@ -10,13 +10,13 @@ from pathlib import Path
 
 from helpers import ROOT
 
-from whisperforge.files import atomic_dir, atomic_path
-from whisperforge.instances import clear_stale_locks
+from whisperforge.core.files import atomic_dir, atomic_path
+from whisperforge.core.instances import clear_stale_locks
 
 BUILD = """
 import sys, time
 from pathlib import Path
-from whisperforge.instances import clear_stale_locks, hold_instance_lock
+from whisperforge.core.instances import clear_stale_locks, hold_instance_lock
 if sys.argv[2] == "build":
     clear_stale_locks(Path(sys.argv[1]))
     locks = Path(sys.argv[1]) / "locks"
@@ -87,7 +87,7 @@ def test_locks_stay_while_a_killed_builds_cluster_jobs_may_run(tmp_path: Path):
 WRITER = """
 import sys, time
 from pathlib import Path
-from whisperforge.files import atomic_dir, atomic_path
+from whisperforge.core.files import atomic_dir, atomic_path
 out = Path(sys.argv[1])
 with atomic_path(out / "it's a&b [v2].json") as tmp, atomic_dir(out / "merged") as folder:
     tmp.write_text("{")

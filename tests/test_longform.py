@@ -1,5 +1,5 @@
-"""Long-form measures (whisperforge.longform) on hand-made cues whose answers are known, and one
-real decode of a recording through evaluate_recording and scripts/longform.py."""
+"""Long-form measures (whisperforge.evaluate.longform) on hand-made cues whose answers are known,
+and one real decode of a recording through evaluate_recording and scripts/longform.py."""
 
 from __future__ import annotations
 
@@ -12,10 +12,9 @@ from pathlib import Path
 import pytest
 from helpers import ROOT, write_tone_wav
 
-from whisperforge.cer import normalize, score_pairs
-from whisperforge.config import section_defaults
-from whisperforge.errors import WhisperforgeError
-from whisperforge.longform import (
+from whisperforge.core.config import section_defaults
+from whisperforge.core.errors import WhisperforgeError
+from whisperforge.evaluate.longform import (
     LONG_DELETION_CHARS,
     LOOP_MIN_REPEATS,
     combine,
@@ -27,7 +26,8 @@ from whisperforge.longform import (
     subtitle_conventions,
     worse_than,
 )
-from whisperforge.subtitles import Cue, SubtitleOptions
+from whisperforge.metrics.cer import normalize, score_pairs
+from whisperforge.subtitles.cues import Cue, SubtitleOptions
 
 OPTIONS = SubtitleOptions.from_config(
     section_defaults(ROOT / "schemas/config.schema.yaml", "subtitles")
@@ -227,7 +227,7 @@ def babble_ct2(models, tmp_path_factory) -> Path:
     """The babbling tiny Whisper (different text for different clips), as export_ct2 converts."""
     from ctranslate2.converters import TransformersConverter
 
-    from whisperforge.export import COPY_FILES
+    from whisperforge.model.export import COPY_FILES
 
     out = tmp_path_factory.mktemp("babble") / "ct2"
     TransformersConverter(str(models["babble"]), copy_files=list(COPY_FILES)).convert(

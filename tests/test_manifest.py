@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from helpers import record_of, speech_like
 
-from whisperforge.errors import WhisperforgeError
-from whisperforge.manifest import (
+from whisperforge.core.errors import WhisperforgeError
+from whisperforge.core.manifest import (
     import_eval_set,
     import_manifests,
     make_record,

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from whisperforge.errors import WhisperforgeError
-from whisperforge.memory import (
+from whisperforge.core.errors import WhisperforgeError
+from whisperforge.train.memory import (
     GiB,
     MemoryEstimate,
     estimate_training_memory,

@@ -9,9 +9,9 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import WhisperForConditionalGeneration
 
-from whisperforge.errors import WhisperforgeError
-from whisperforge.merge import merge_adapter
-from whisperforge.tinymodel import build_tiny_whisper
+from whisperforge.core.errors import WhisperforgeError
+from whisperforge.model.merge import merge_adapter
+from whisperforge.model.tinymodel import build_tiny_whisper
 
 
 def test_the_merged_model_computes_what_base_plus_adapter_computes(tmp_path: Path):

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from helpers import copy_workflow, snakemake
 
-from whisperforge.tinymodel import build_tiny_whisper
+from whisperforge.model.tinymodel import build_tiny_whisper
 
 pytestmark = pytest.mark.e2e
 

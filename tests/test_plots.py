@@ -1,12 +1,12 @@
-"""Tests for whisperforge.plots: a run's loss curve and the summary's CER chart."""
+"""Tests for whisperforge.evaluate.plots: a run's loss curve and the summary's CER chart."""
 
 from __future__ import annotations
 
 import pytest
 from test_report import _assert_png, _state, _write_json
 
-from whisperforge.errors import WhisperforgeError
-from whisperforge.plots import plot_cer, plot_loss
+from whisperforge.core.errors import WhisperforgeError
+from whisperforge.evaluate.plots import plot_cer, plot_loss
 
 # --- plot_loss ----------------------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""Tests for whisperforge.provenance: what produced a model, byte-stable, on hand-made inputs."""
+"""whisperforge.publish.provenance: what produced a model, byte-stable, on hand-made inputs."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from whisperforge.errors import WhisperforgeError
-from whisperforge.provenance import collect_provenance, write_provenance
+from whisperforge.core.errors import WhisperforgeError
+from whisperforge.publish.provenance import collect_provenance, write_provenance
 
 SETTINGS = {"learning_rate": 0.001, "lora": {"r": 32}, "metric_for_best": "loss"}
 

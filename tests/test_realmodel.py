@@ -25,7 +25,7 @@ from helpers import (
     snakemake,
 )
 
-from whisperforge.cer import normalize, score_pairs
+from whisperforge.metrics.cer import normalize, score_pairs
 
 pytestmark = [pytest.mark.realmodel, pytest.mark.e2e]
 
@@ -97,7 +97,7 @@ def cer_of(workdir: Path, model: str, name: str) -> float:
 def test_the_dags_export_of_the_imported_base_holds_the_packaged_weights_byte_for_byte(
     built, faster_whisper_base
 ):
-    from whisperforge.ct2import import read_ct2_model
+    from whisperforge.model.ct2import import read_ct2_model
 
     exported = read_ct2_model(built / "results/models/base/ct2-float16/model.bin")
     packaged = read_ct2_model(faster_whisper_base / "model.bin")
@@ -177,7 +177,7 @@ def test_forgetting_is_measured_flagged_by_the_budget_and_guarded_in_training(bu
 def test_the_real_seed_model_rejects_the_wrong_cue_and_keeps_nine_in_ten_correct_ones(built):
     import csv
 
-    from whisperforge.demolectures import WRONG_CUE
+    from whisperforge.demo.demolectures import WRONG_CUE
 
     with (built / "results/manifests/corpora/lectures/report.tsv").open(encoding="utf-8") as f:
         checked = [r for r in csv.DictReader(f, delimiter="\t") if r["fit_margin"]]

@@ -23,7 +23,7 @@ import pytest
 import yaml
 from helpers import copy_workflow, snakemake, trimmed_demo_archive
 
-from whisperforge.tinymodel import build_published_shape
+from whisperforge.model.tinymodel import build_published_shape
 
 pytestmark = pytest.mark.realshape
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from whisperforge.recordings import (
+from whisperforge.data.recordings import (
     KEPT,
     CueRecord,
     build_windows,
@@ -142,7 +142,7 @@ def test_a_recording_with_an_odd_name_becomes_windows_report_and_rejected_cues(t
     import csv
     import json
 
-    from whisperforge.recordings import prepare_recording
+    from whisperforge.data.recordings import prepare_recording
 
     name = "讲座 第1课 (final) it's a&b [v2] 100%"
     recording, outputs = lecture(tmp_path, name, SRT)
@@ -167,8 +167,8 @@ def test_a_recording_with_an_odd_name_becomes_windows_report_and_rejected_cues(t
 def test_a_cue_past_the_end_of_the_audio_names_file_and_cue_and_writes_nothing(tiny, tmp_path):
     import pytest
 
-    from whisperforge.errors import WhisperforgeError
-    from whisperforge.recordings import prepare_recording
+    from whisperforge.core.errors import WhisperforgeError
+    from whisperforge.data.recordings import prepare_recording
 
     late = SRT + "6\n00:01:00,000 --> 00:01:02,000\n迟到\n"
     recording, outputs = lecture(tmp_path, "late", late)
@@ -189,7 +189,7 @@ def test_padding_never_takes_a_window_over_the_limit():
 
 
 def test_the_fit_decision_reads_the_margin_relative_to_its_spread_then_the_optional_floor():
-    from whisperforge.recordings import KEPT, fit_status
+    from whisperforge.data.recordings import KEPT, fit_status
 
     check = {"min_relative_margin": 1.0, "min_margin": None}
     # A real model's margins are nats, a tiny model's tenths: the relative margin decides both.

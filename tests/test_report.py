@@ -1,4 +1,4 @@
-"""Tests for whisperforge.report on hand-made inputs.
+"""Tests for whisperforge.report.summary on hand-made inputs.
 
 The fake results (primary export float16): base has CER 0.20 on dev and 0.25 on test; run "alpha"
 0.0754 / 0.0943 (-62.3 % and -62.3 % vs base); run "beta" 0.30 / 0.10 (+50.0 %, -60.0 %), so beta
@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from whisperforge.errors import WhisperforgeError
-from whisperforge.report import eval_key, summarize
+from whisperforge.core.errors import WhisperforgeError
+from whisperforge.report.summary import eval_key, summarize
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 NORM = "lowercase; remove punctuation"

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from whisperforge.plots import plot_learning_curve
-from whisperforge.report_corpora import (
+from whisperforge.evaluate.plots import plot_learning_curve
+from whisperforge.report.corpora import (
     corpora_section,
     learning_curve_rows,
     longform_rows,

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from test_train import inputs, tiny_settings, train_tiny  # noqa: F401 (inputs: a fixture)
 
-from whisperforge.checkpoints import (
+from whisperforge.train.checkpoints import (
     FINGERPRINT_FILE,
     changed_keys,
     checkpoint_problem,

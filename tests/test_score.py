@@ -1,4 +1,4 @@
-"""Tests for whisperforge.score; every expected number is hand-computed in the comments."""
+"""Tests for whisperforge.metrics.score; every expected number is hand-computed in the comments."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from test_report import CERS, _cer_json, _write_json
 
-from whisperforge.cer import normalize, score_pairs
-from whisperforge.errors import WhisperforgeError
-from whisperforge.score import best_run, score_file, write_scores
+from whisperforge.core.errors import WhisperforgeError
+from whisperforge.metrics.cer import normalize, score_pairs
+from whisperforge.metrics.score import best_run, score_file, write_scores
 
 
 def _cer(ref: str, hyp: str, **kw: bool) -> dict:

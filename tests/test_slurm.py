@@ -211,7 +211,7 @@ def test_slurm_gpu_rules_got_a_gpu(runs, slurm_jobs):
         else:
             assert "gpu" not in gres, f"{rule} is not a GPU rule but got {gres}"
     # SLURM set CUDA_VISIBLE_DEVICES in the GPU jobs (this process had none), and the step
-    # scripts kept it (whisperforge.gpu.claim_gpu).
+    # scripts kept it (whisperforge.train.gpu.claim_gpu).
     for log in ("logs/train/pretrain_base.log", "logs/eval/transcribe_base_test.log"):
         text = (runs["slurm"] / log).read_text(errors="replace")
         assert "CUDA_VISIBLE_DEVICES=0 set by the caller" in text, f"{log}:\n{text[:2000]}"

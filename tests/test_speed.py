@@ -12,10 +12,10 @@ import pytest
 import torch
 from helpers import EVAL
 
-from whisperforge.errors import WhisperforgeError
-from whisperforge.export import export_ct2
-from whisperforge.speed import measure_speed
-from whisperforge.transcribe import pick_device_and_compute_type
+from whisperforge.core.errors import WhisperforgeError
+from whisperforge.decode.transcribe import pick_device_and_compute_type
+from whisperforge.evaluate.speed import measure_speed
+from whisperforge.model.export import export_ct2
 
 KEYS = {
     "utterances",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from whisperforge.errors import WhisperforgeError
-from whisperforge.subtitle_files import clean_cue_text, read_subtitles
+from whisperforge.core.errors import WhisperforgeError
+from whisperforge.data.subtitle_files import clean_cue_text, read_subtitles
 
 
 def test_srt_and_vtt_cues_with_numbers_times_and_lines(tmp_path):

@@ -28,11 +28,11 @@ import webvtt
 import yaml
 from helpers import ROOT, copy_workflow, snakemake
 
-from whisperforge.aishell import extract_archive, read_wav_index
-from whisperforge.audio import SAMPLE_RATE
-from whisperforge.config import section_defaults
-from whisperforge.errors import WhisperforgeError
-from whisperforge.subtitles import (
+from whisperforge.core.audio import SAMPLE_RATE
+from whisperforge.core.config import section_defaults
+from whisperforge.core.errors import WhisperforgeError
+from whisperforge.data.aishell import extract_archive, read_wav_index
+from whisperforge.subtitles.cues import (
     Cue,
     SubtitleOptions,
     Word,
@@ -97,8 +97,8 @@ def check_lecture_cer(
     shift learns where its clips start (all espeak clips start 0.1 s in) and lost +0.25 here
     (0.61 -> 0.86): that is what this bound catches. Returns the numbers.
     """
-    from whisperforge.cer import normalize, score_pairs
-    from whisperforge.transcribe import decode_one, load_audio, load_model
+    from whisperforge.decode.transcribe import decode_one, load_audio, load_model
+    from whisperforge.metrics.cer import normalize, score_pairs
 
     manifest = workdir / "results/manifests/train.jsonl"
     records = [json.loads(line) for line in manifest.read_text().splitlines()]
@@ -135,8 +135,8 @@ def tiny_ct2(tmp_path_factory) -> Path:
     """A randomly initialised tiny Whisper, exported the way export_ct2 does (float16)."""
     from ctranslate2.converters import TransformersConverter
 
-    from whisperforge.export import COPY_FILES
-    from whisperforge.tinymodel import build_tiny_whisper
+    from whisperforge.model.export import COPY_FILES
+    from whisperforge.model.tinymodel import build_tiny_whisper
 
     work = tmp_path_factory.mktemp("tiny")
     build_tiny_whisper(work / "hf")  # seed 0: writes (noise) text for every clip of the lecture
@@ -148,7 +148,7 @@ def tiny_ct2(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def model(tiny_ct2):
-    from whisperforge.transcribe import load_model
+    from whisperforge.decode.transcribe import load_model
 
     return load_model(tiny_ct2, "auto", threads=1)[0]  # the test machine may be shared
 
@@ -308,11 +308,11 @@ def test_a_model_that_never_stops_is_cut_at_the_clip_token_budget(tmp_path, lect
     from ctranslate2.converters import TransformersConverter
     from helpers import scale_weights
 
-    from whisperforge.export import COPY_FILES
-    from whisperforge.media import decode_recording
-    from whisperforge.subtitles import MAX_TOKENS_PER_S, _decode_clips, speech_clips
-    from whisperforge.tinymodel import build_tiny_whisper
-    from whisperforge.transcribe import load_model
+    from whisperforge.data.media import decode_recording
+    from whisperforge.decode.transcribe import load_model
+    from whisperforge.model.export import COPY_FILES
+    from whisperforge.model.tinymodel import build_tiny_whisper
+    from whisperforge.subtitles.cues import MAX_TOKENS_PER_S, _decode_clips, speech_clips
 
     scale_weights(build_tiny_whisper(tmp_path / "hf"), 4.0)
     TransformersConverter(str(tmp_path / "hf"), copy_files=list(COPY_FILES)).convert(

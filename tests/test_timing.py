@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from whisperforge.timing import estimate_timing
+from whisperforge.data.timing import estimate_timing
 
 
 def speech_pattern(n: int, start: float = 1.0) -> list[tuple[float, float]]:

@@ -13,9 +13,9 @@ import tiktoken
 import torch
 from transformers import WhisperForConditionalGeneration, WhisperProcessor, WhisperTokenizerFast
 
-from whisperforge import tinymodel
-from whisperforge.errors import WhisperforgeError
-from whisperforge.tinymodel import (
+from whisperforge.core.errors import WhisperforgeError
+from whisperforge.model import tinymodel
+from whisperforge.model.tinymodel import (
     DEFAULT_TIKTOKEN_PATH,
     PUBLISHED_SHAPES,
     SHAPE_FILE,

@@ -20,14 +20,13 @@ from helpers import ROOT, record_of, speech_like
 from safetensors.torch import load_file
 from transformers import TrainerControl
 
-import whisperforge.train as train_module
-from whisperforge.config import run_settings, validate_config
-from whisperforge.divergence import DivergenceStop, TrainingDiverged
-from whisperforge.errors import WhisperforgeError
-from whisperforge.manifest import read_manifest, write_jsonl
-from whisperforge.memory import estimate_training_memory
-from whisperforge.tinymodel import build_tiny_whisper
-from whisperforge.train import (
+import whisperforge.train.finetune as train_module
+from whisperforge.core.config import run_settings, validate_config
+from whisperforge.core.errors import WhisperforgeError
+from whisperforge.core.manifest import read_manifest, write_jsonl
+from whisperforge.model.tinymodel import build_tiny_whisper
+from whisperforge.train.divergence import DivergenceStop, TrainingDiverged
+from whisperforge.train.finetune import (
     AdaLoraBudget,
     adalora_schedule,
     add_adapters,
@@ -37,6 +36,7 @@ from whisperforge.train import (
     label_tokens,
     load_base,
 )
+from whisperforge.train.memory import estimate_training_memory
 
 SENTENCES = ["今天天气很好", "我们明天开会", "经济增长很快", "北京是首都"]
 
@@ -373,7 +373,7 @@ def test_a_loss_far_above_its_running_value_stops_the_run_and_a_finite_one_reset
 
 TRAIN_IN_A_FRESH_INTERPRETER = """
 import json, sys
-from whisperforge.train import finetune
+from whisperforge.train.finetune import finetune
 j = json.loads(open(sys.argv[1]).read())
 finetune(j["base"], j["train"], j["dev"], "adapter", "checkpoints", j["settings"], threads=1)
 """

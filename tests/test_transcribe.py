@@ -9,10 +9,10 @@ import pytest
 import soundfile as sf
 from helpers import EVAL, RATE, leftovers, read_hyps, tone_manifest
 
-from whisperforge.errors import WhisperforgeError
-from whisperforge.export import export_ct2
-from whisperforge.manifest import make_record, read_manifest, write_jsonl
-from whisperforge.transcribe import pick_device_and_compute_type, transcribe_manifest
+from whisperforge.core.errors import WhisperforgeError
+from whisperforge.core.manifest import make_record, read_manifest, write_jsonl
+from whisperforge.decode.transcribe import pick_device_and_compute_type, transcribe_manifest
+from whisperforge.model.export import export_ct2
 
 
 def test_pick_device_and_compute_type(monkeypatch):
@@ -116,7 +116,7 @@ def test_transcribe_rejects_a_dir_that_is_no_export(tmp_path, manifest):
 def test_decoding_where_the_config_wants_a_gpu_stops_at_once_without_one(monkeypatch):
     import ctranslate2
 
-    from whisperforge.transcribe import pick_device_and_compute_type
+    from whisperforge.decode.transcribe import pick_device_and_compute_type
 
     monkeypatch.setattr(ctranslate2, "get_cuda_device_count", lambda: 0)
     with pytest.raises(WhisperforgeError, match=r"^config train.device: cuda: CTranslate2 sees no"):

@@ -170,8 +170,8 @@ def test_ct2_export_transcribes_like_the_merged_model(demo):
     from faster_whisper import WhisperModel
     from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
-    from whisperforge.audio import audio_frames
-    from whisperforge.audio import read_training_audio as load_audio
+    from whisperforge.core.audio import audio_frames
+    from whisperforge.core.audio import read_training_audio as load_audio
 
     run_dir = demo / "results/models/lora"
     processor = WhisperProcessor.from_pretrained(run_dir / "merged")
@@ -235,7 +235,7 @@ def test_data_archive_change_reruns_everything_downstream(demo):
 
 
 def test_training_code_change_reruns_training_and_downstream(demo):
-    train_py = demo / "whisperforge/train.py"
+    train_py = demo / "whisperforge/train/finetune.py"
     original = train_py.read_text()
     try:
         train_py.write_text(original + "\n# a change to the training code\n")
@@ -249,7 +249,7 @@ def test_training_code_change_reruns_training_and_downstream(demo):
 
 
 def test_a_runtime_module_change_reruns_the_steps_that_import_it_and_no_training(demo):
-    transcribe_py = demo / "whisperforge/transcribe.py"
+    transcribe_py = demo / "whisperforge/decode/transcribe.py"
     original = transcribe_py.read_text()
     try:
         transcribe_py.write_text(original + "\n# a change to the faster-whisper runtime\n")
@@ -407,7 +407,7 @@ def training_manifests(demo: Path) -> list[Path]:
 
 
 def test_the_shifted_lecture_is_moved_back_within_a_tenth_of_a_second(demo):
-    from whisperforge.demolectures import SHIFT_S
+    from whisperforge.demo.demolectures import SHIFT_S
 
     assert lecture_info(demo, "lecture02")["offset_s"] == pytest.approx(-SHIFT_S, abs=0.1)
     assert lecture_info(demo, "lecture02")["timing"]["applied"] is True
@@ -420,7 +420,7 @@ def test_the_wrong_cue_is_rejected_where_the_user_can_see_it_and_trained_on_nowh
 
     import srt
 
-    from whisperforge.demolectures import WRONG_CUE
+    from whisperforge.demo.demolectures import WRONG_CUE
 
     name, number = WRONG_CUE
     rejected = list(srt.parse((demo / f"{CORPUS}/{name}.rejected.srt").read_text()))
@@ -441,7 +441,7 @@ def test_the_wrong_cue_is_rejected_where_the_user_can_see_it_and_trained_on_nowh
 
 
 def test_nine_in_ten_correct_cues_reach_training_and_the_long_cue_does_not(demo):
-    from whisperforge.demolectures import LECTURES, WRONG_CUE
+    from whisperforge.demo.demolectures import LECTURES, WRONG_CUE
 
     with (demo / f"{CORPUS}/report.tsv").open() as f:
         import csv
@@ -537,8 +537,8 @@ def test_the_loop_subtitle_correct_retrain_rebuilds_only_what_the_correction_rea
 
     import srt
 
-    from whisperforge.demodata import SENTENCES
-    from whisperforge.demolectures import LECTURES, WRONG_CUE
+    from whisperforge.demo.demodata import SENTENCES
+    from whisperforge.demo.demolectures import LECTURES, WRONG_CUE
 
     loop = linked_copy(demo, tmp_path / "loop")
     # 1. Subtitle a recording with the best model: .srt and the review queue, least sure first.

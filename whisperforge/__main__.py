@@ -34,7 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.command == "doctor":
-        from whisperforge.doctor import main as doctor_main
+        from whisperforge.tools.doctor import main as doctor_main
 
         return doctor_main(args.configfile, args.directory)
     parser.error(f"unknown command {args.command}")

@@ -1,0 +1,46 @@
+"""Which whisperforge modules a step runs, read from the imports, and their digest."""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+from pathlib import Path
+
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _imported_names(tree: ast.AST) -> list[str]:
+    """Dotted names a module imports (function-level imports included: steps import lazily)."""
+    names: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.append(node.module)
+            names += [f"{node.module}.{alias.name}" for alias in node.names]
+    return names
+
+
+def imported_modules(path: str | Path, root: Path = PACKAGE_ROOT) -> list[Path]:
+    """The whisperforge module files `path` imports, directly or through each other, sorted."""
+    found: set[Path] = set()
+    pending = [Path(path)]
+    while pending:
+        tree = ast.parse(pending.pop().read_text(encoding="utf-8"))
+        for name in _imported_names(tree):
+            if name.split(".")[0] != "whisperforge":
+                continue
+            module = root / (name.replace(".", "/") + ".py")
+            if module.is_file() and module not in found:
+                found.add(module)
+                pending.append(module)
+    return sorted(found)
+
+
+def module_digest(path: str | Path, root: Path = PACKAGE_ROOT) -> str:
+    """sha256 (16 hex digits) of the module files `path` imports, names and contents."""
+    digest = hashlib.sha256()
+    for module in imported_modules(path, root):
+        digest.update(module.relative_to(root).as_posix().encode() + b"\0")
+        digest.update(module.read_bytes())
+    return digest.hexdigest()[:16]

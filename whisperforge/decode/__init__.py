@@ -1,0 +1,1 @@
+"""The faster-whisper (CTranslate2) runtime: decoding manifests."""

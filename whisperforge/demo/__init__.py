@@ -1,0 +1,1 @@
+"""The offline demo's synthetic data and lectures."""

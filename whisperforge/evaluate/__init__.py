@@ -1,0 +1,1 @@
+"""Evaluation beyond CER: long-form recordings, speed, plots."""

@@ -1,0 +1,1 @@
+"""Scores: CER and its normalization, per-set scoring, forgetting against base."""

@@ -1,0 +1,2 @@
+"""Models: the tiny demo model, the hub fetch, the CTranslate2 import, merging adapters, the
+CTranslate2 export."""

@@ -1,0 +1,1 @@
+"""Hub-ready folders, model cards and provenance."""

@@ -1,0 +1,1 @@
+"""The summary and its tables, own-data sections included."""
