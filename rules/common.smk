@@ -85,14 +85,26 @@ BASE = resolve_base(config["model"]["base"], config["model"]["revision"])
 TINY_BASE = BASE.kind == "tiny"
 
 
-def code_digest(script):
+def code_digest(script, skip=()):
     """Digest of the whisperforge modules a step script imports, directly or through others.
 
     Snakemake's code trigger sees only the script itself; as a param, this reruns a step when a
     module it runs changes. Derived from the imports (whisperforge/core/code.py), so it cannot drift.
+    `skip`: modules the step imports but does not run with its settings.
     """
     basedir = Path(workflow.basedir)
-    return module_digest(basedir / "scripts" / script, basedir)
+    return module_digest(basedir / "scripts" / script, basedir, skip)
+
+
+def training_code(settings, guarded):
+    """finetune.py's digest for a training job: the CER code (normalization, alignment) runs in
+    training only where it computes a CER (metric_for_best: cer, or the forgetting guard), so a
+    CER edit rescores every model but retrains only those."""
+    computes_cer = settings["metric_for_best"] == "cer" or guarded
+    return code_digest("finetune.py", skip=() if computes_cer else [CER_MODULE])
+
+
+CER_MODULE = "whisperforge/metrics/cer.py"
 
 
 def decode_options(*extra_keys):

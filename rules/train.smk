@@ -42,7 +42,7 @@ if TINY_BASE:
                 "streaming": config["data"]["streaming"],
             },
             checkpoints="results/checkpoints/base",
-            code=code_digest("finetune.py"),
+            code=training_code(config["model"]["tiny"]["pretrain"], guarded=False),
         script:
             "../scripts/finetune.py"
 
@@ -112,7 +112,9 @@ rule finetune:
         # Intermediate checkpoints live outside the declared output, which Snakemake deletes
         # when a job fails: a killed run resumes from them on the next call.
         checkpoints="results/checkpoints/{run}",
-        code=code_digest("finetune.py"),
+        code=lambda wc: training_code(
+            run_settings(config, wc.run), guarded=guard_settings(wc.run) is not None
+        ),
     script:
         "../scripts/finetune.py"
 

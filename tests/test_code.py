@@ -49,3 +49,17 @@ def test_editing_a_module_changes_the_digest_of_exactly_the_steps_that_run_it(tm
     assert changed == users
     assert {"finetune.py", "score.py"} <= changed  # training's dev CER and the scoring step
     assert "export_ct2.py" not in changed and "extract_aishell.py" not in changed
+
+
+def test_a_skipped_module_and_what_only_it_imports_leave_the_digest(tmp_path):
+    shutil.copytree(ROOT / "whisperforge", tmp_path / "whisperforge")
+    shutil.copytree(ROOT / "scripts", tmp_path / "scripts")
+    finetune = tmp_path / "scripts/finetune.py"
+    skip = ["whisperforge/metrics/cer.py"]
+    before = module_digest(finetune, tmp_path), module_digest(finetune, tmp_path, skip)
+    cer = tmp_path / "whisperforge/metrics/cer.py"
+    cer.write_text(cer.read_text() + "\n# an edit\n")
+    after = module_digest(finetune, tmp_path), module_digest(finetune, tmp_path, skip)
+    assert after[0] != before[0] and after[1] == before[1]
+    assert cer not in imported_modules(finetune, tmp_path, skip)
+    assert tmp_path / "whisperforge/train/guard.py" in imported_modules(finetune, tmp_path, skip)

@@ -214,6 +214,21 @@ def test_eval_param_change_reruns_only_evaluation(demo):
     assert set(planned) <= evaluation | {"summarize", "hub_folder", "all"}, planned
 
 
+def test_a_cer_edit_rescores_and_retrains_only_the_runs_that_compute_a_cer(demo):
+    cer = demo / "whisperforge/metrics/cer.py"
+    text = cer.read_text(encoding="utf-8")
+    cer.write_text(text + "\n# an edit\n", encoding="utf-8")
+    try:
+        planned = jobs_planned(demo, *demo_args())
+    finally:
+        cer.write_text(text, encoding="utf-8")
+    assert planned.get("score"), planned  # every model is scored again
+    # The demo's runs are guarded (eval.general): their checkpoint-best is chosen by a CER.
+    assert planned.get("finetune") == len(RUNS), planned
+    # The tiny base's pretraining keeps the lowest loss and computes no CER.
+    assert "pretrain_base" not in planned and "build_tiny_whisper" not in planned, planned
+
+
 def test_lora_param_change_reruns_that_run_only(demo):
     change = overlay(demo, "lora.yaml", {"runs": {**FAST["runs"], "lora": {"lora": {"r": 4}}}})
     proc = snakemake(demo, "-n", *demo_args(change))

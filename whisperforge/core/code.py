@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+from collections.abc import Collection
 from pathlib import Path
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
@@ -21,9 +22,12 @@ def _imported_names(tree: ast.AST) -> list[str]:
     return names
 
 
-def imported_modules(path: str | Path, root: Path = PACKAGE_ROOT) -> list[Path]:
-    """The whisperforge module files `path` imports, directly or through each other, sorted."""
-    found: set[Path] = set()
+def imported_modules(
+    path: str | Path, root: Path = PACKAGE_ROOT, skip: Collection[str] = ()
+) -> list[Path]:
+    """The whisperforge module files `path` imports, directly or through each other, sorted;
+    `skip`: module files (posix paths under `root`) left out, with what only they import."""
+    found: set[Path] = {root / name for name in skip}
     pending = [Path(path)]
     while pending:
         tree = ast.parse(pending.pop().read_text(encoding="utf-8"))
@@ -34,13 +38,14 @@ def imported_modules(path: str | Path, root: Path = PACKAGE_ROOT) -> list[Path]:
             if module.is_file() and module not in found:
                 found.add(module)
                 pending.append(module)
-    return sorted(found)
+    return sorted(found - {root / name for name in skip})
 
 
-def module_digest(path: str | Path, root: Path = PACKAGE_ROOT) -> str:
-    """sha256 (16 hex digits) of the module files `path` imports, names and contents."""
+def module_digest(path: str | Path, root: Path = PACKAGE_ROOT, skip: Collection[str] = ()) -> str:
+    """sha256 (16 hex digits) of the module files `path` imports, names and contents (`skip`: as
+    imported_modules's, for modules a step imports but does not run with its settings)."""
     digest = hashlib.sha256()
-    for module in imported_modules(path, root):
+    for module in imported_modules(path, root, skip):
         digest.update(module.relative_to(root).as_posix().encode() + b"\0")
         digest.update(module.read_bytes())
     return digest.hexdigest()[:16]
