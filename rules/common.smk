@@ -105,6 +105,7 @@ def training_code(settings, guarded):
 
 
 CER_MODULE = "whisperforge/metrics/cer.py"
+DECODER_MODULE = "whisperforge/decode/transcribe.py"
 
 
 def decode_options(*extra_keys):

@@ -229,6 +229,19 @@ def test_a_cer_edit_rescores_and_retrains_only_the_runs_that_compute_a_cer(demo)
     assert "pretrain_base" not in planned and "build_tiny_whisper" not in planned, planned
 
 
+def test_a_decoder_edit_reruns_decoding_and_no_export(demo):
+    decoder = demo / "whisperforge/decode/transcribe.py"
+    text = decoder.read_text(encoding="utf-8")
+    decoder.write_text(text + "\n# an edit\n", encoding="utf-8")
+    try:
+        planned = jobs_planned(demo, *demo_args())
+    finally:
+        decoder.write_text(text, encoding="utf-8")
+    assert planned.get("transcribe") and planned.get("speed"), planned
+    for rule in ("export_ct2", "merge", "finetune", "pretrain_base"):
+        assert rule not in planned, planned
+
+
 def test_lora_param_change_reruns_that_run_only(demo):
     change = overlay(demo, "lora.yaml", {"runs": {**FAST["runs"], "lora": {"lora": {"r": 4}}}})
     proc = snakemake(demo, "-n", *demo_args(change))
