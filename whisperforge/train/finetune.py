@@ -620,8 +620,30 @@ def guard_and_set(
     return guard, general_set
 
 
+@dataclass
+class Setup:
+    """A training process, ready to train: the Trainer and what the summary reports of it."""
+
+    trainer: Any
+    model: Any
+    processor: Any
+    settings: dict[str, Any]
+    plan: TrainingPlan
+    memory: dict[str, Any]
+    dev_utterances: int
+    guard: Guard | None
+    full: bool
+
+
 def train(job: dict[str, Any]) -> dict[str, Any]:
     """One training process: the whole run, or one rank of a data-parallel run."""
+    setup = build_trainer(job)
+    result = fit(setup, job["resume"], Path(job["checkpoints"]))
+    return finish(setup, result, job)
+
+
+def build_trainer(job: dict[str, Any]) -> Setup:
+    """The data, the model with its adapters (after both preflights) and the Trainer."""
     settings, plan = job["settings"], TrainingPlan(**job["plan"])
     out_dir, checkpoints = Path(job["out_dir"]), Path(job["checkpoints"])
     train_scan, dev_scan = (ManifestScan(**job["scans"][split]) for split in ("train", "dev"))
@@ -674,8 +696,32 @@ def train(job: dict[str, Any]) -> dict[str, Any]:
         size=train_scan.records,
         epoch=epoch,
     )
-    dev_set = evaluation_set(dev_data, processor, settings)
     guard, general_set = guard_and_set(job, settings, processor)
+    with tensorboard_logging_dir(tensorboard_dir(out_dir)):
+        trainer = GuardedTrainer(
+            model=model,
+            args=args,
+            general_set=general_set,
+            guard=guard,
+            processor=processor,
+            train_dataset=train_set,
+            eval_dataset=evaluation_set(dev_data, processor, settings),
+            data_collator=SpeechCollator(model.config.decoder_start_token_id),
+            processing_class=processor.feature_extractor,
+            compute_metrics=cer_metric(processor) if args.predict_with_generate else None,
+            callbacks=training_callbacks(settings, plan, checkpoints, epoch, model, full),
+        )
+    return Setup(trainer, model, processor, settings, plan, memory, len(dev_data), guard, full)
+
+
+def training_callbacks(
+    settings: dict[str, Any],
+    plan: TrainingPlan,
+    checkpoints: Path,
+    epoch: Any,
+    model: Any,
+    full: bool,
+) -> list[TrainerCallback]:
     divergence = settings["divergence"]
     callbacks: list[TrainerCallback] = [
         CurrentIntervals(),
@@ -690,22 +736,14 @@ def train(job: dict[str, Any]) -> dict[str, Any]:
     ]
     if settings["use_adalora"] and not full:
         callbacks.append(AdaLoraBudget(model))
-    with tensorboard_logging_dir(tensorboard_dir(out_dir)):
-        trainer = GuardedTrainer(
-            model=model,
-            args=args,
-            general_set=general_set,
-            guard=guard,
-            processor=processor,
-            train_dataset=train_set,
-            eval_dataset=dev_set,
-            data_collator=SpeechCollator(model.config.decoder_start_token_id),
-            processing_class=processor.feature_extractor,
-            compute_metrics=cer_metric(processor) if args.predict_with_generate else None,
-            callbacks=callbacks,
-        )
+    return callbacks
+
+
+def fit(setup: Setup, resume: str | None, checkpoints: Path) -> Any:
+    """`trainer.train`, with a full disk said in one line (the run resumes after it)."""
+    trainer = setup.trainer
     try:
-        result = trainer.train(resume_from_checkpoint=job["resume"])
+        return trainer.train(resume_from_checkpoint=resume)
     except TrainingDiverged:
         flush_trackers(trainer)  # the NaN steps are the curves the user needs to see
         raise
@@ -713,13 +751,19 @@ def train(job: dict[str, Any]) -> dict[str, Any]:
         # A checkpoint that filled the disk: json an OSError ENOSPC, safetensors a SafetensorError
         # quoting it, torch.save a RuntimeError without it (hence the free space against the size
         # of a checkpoint). The torn checkpoint is set aside by the next call's resume.
-        if not is_full_disk(e, checkpoints, checkpoint_bytes(model, full)[0]):
+        if not is_full_disk(e, checkpoints, checkpoint_bytes(setup.model, setup.full)[0]):
             raise
         raise WhisperforgeError(
             f"{checkpoints}: no space left on the device writing checkpoint "
             f"{trainer.state.global_step} ({human_bytes(free_bytes(checkpoints))} free there); "
             "free some space and run again: it resumes from the last complete checkpoint"
         ) from None
+
+
+def finish(setup: Setup, result: Any, job: dict[str, Any]) -> dict[str, Any]:
+    """The summary and timings of a finished run; rank 0 writes them and the adapters."""
+    trainer, plan, settings = setup.trainer, setup.plan, setup.settings
+    out_dir = Path(job["out_dir"])
     final_eval = (
         last_evaluation(trainer.state.log_history, trainer.state.global_step) or trainer.evaluate()
     )
@@ -732,18 +776,20 @@ def train(job: dict[str, Any]) -> dict[str, Any]:
         "gradient_accumulation": plan.accumulation,
         "effective_batch": plan.effective_batch,
         "gradient_checkpointing": settings["gradient_checkpointing"],
-        **memory,
+        **setup.memory,
         "global_step": trainer.state.global_step,
         "best_checkpoint": None,
         "best_metric": trainer.state.best_metric,
-        "eval_utterances": len(dev_data),
-        "streaming": streaming,
+        "eval_utterances": setup.dev_utterances,
+        "streaming": settings["streaming"],
         "final_eval": without_run_facts(final_eval),
     }
-    if guard:
+    if setup.guard:
         best = trainer.state.best_model_checkpoint
         best_step = int(Path(best).name.split("-")[-1]) if best else None
-        summary["forgetting_guard"] = guard_outcome(trainer.state.log_history, best_step, guard)
+        summary["forgetting_guard"] = guard_outcome(
+            trainer.state.log_history, best_step, setup.guard
+        )
     # How long it took, how much memory was free, which checkpoint this call resumed from and
     # the mean loss of the steps it trained: true of this call on this machine, not of the
     # adapter, whose folder is then the same bytes on every build, resumed or not (timings_file).
@@ -757,7 +803,9 @@ def train(job: dict[str, Any]) -> dict[str, Any]:
     }
     log.info("timings: %s", timings)
     if trainer.is_world_process_zero():
-        summary["best_checkpoint"] = write_outputs(trainer, model, processor, out_dir, full)
+        summary["best_checkpoint"] = write_outputs(
+            trainer, setup.model, setup.processor, out_dir, setup.full
+        )
         write_json(out_dir / "training_summary.json", summary)
         write_json(timings_file(out_dir), timings)
     return {**summary, **{k: v for k, v in timings.items() if k != "final_eval"}}
