@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -238,7 +239,6 @@ def transcribe_manifest(
         raise WhisperforgeError(f"{manifest}: manifest has no utterances")
     model, device, ctype = load_model(ct2_dir, options.compute_type, threads, device=device)
     pipeline = BatchedInferencePipeline(model) if batch_size > 1 else None
-    opts = {"language": options.language, "task": options.task, "beam_size": options.beam_size}
     log.info(
         "decoding %d utterances of %s with %s on %s (%s), beam %d, batch %d, vad %s",
         len(records),
@@ -251,58 +251,23 @@ def transcribe_manifest(
         vad_filter,
     )
 
-    totals = {"audio_s": 0.0, "decode_s": 0.0}
+    audio_s = decode_s = 0.0
     bar = tqdm(total=len(records), unit="utt", disable=not progress, desc="transcribe")
     with atomic_path(out_jsonl) as tmp, tmp.open("w", encoding="utf-8") as out:
-
-        def emit(group: list[tuple[dict, np.ndarray]], texts: list[str], seconds: float) -> None:
-            for (record, audio), text in zip(group, texts, strict=True):
-                audio_s = len(audio) / SAMPLE_RATE
+        for group, seconds in decoded_groups(records, manifest, model, pipeline, options):
+            for record, clip_s, text in group:
                 line = {
                     "id": utterance_id(record),
                     "ref": record["sentence"],
                     "hyp": text,
-                    "audio_s": round(audio_s, 3),
+                    "audio_s": round(clip_s, 3),
                 }
                 out.write(json.dumps(line, ensure_ascii=False) + "\n")
-                totals["audio_s"] += audio_s
-            totals["decode_s"] += seconds
+                audio_s += clip_s
+            decode_s += seconds
             bar.update(len(group))
-
-        pending: list[tuple[dict, np.ndarray]] = []  # short utterances waiting for a batch
-
-        def flush() -> None:
-            if pending:
-                t0 = time.perf_counter()
-                audios = [audio for _, audio in pending]
-                try:
-                    texts = decode_batch(pipeline, audios, **opts)
-                except BatchMismatch as e:
-                    # A model that emits stray timestamp tokens can move segment starts; the
-                    # batch is then decoded clip by clip (same text, only slower).
-                    log.warning("%s: decoding this batch one utterance at a time", e)
-                    texts = [decode_one(model, audio, **opts) for audio in audios]
-                emit(pending, texts, time.perf_counter() - t0)
-                pending.clear()
-
-        for record in records:
-            audio = load_audio(record["audio"], manifest)
-            if pipeline is not None and not vad_filter and batchable(audio):
-                pending.append((record, audio))
-                if len(pending) == batch_size:
-                    flush()
-                continue
-            flush()  # keep manifest order
-            t0 = time.perf_counter()
-            if pipeline is not None and vad_filter:
-                text = _decode_vad(pipeline, audio, batch_size=batch_size, **opts)
-            else:
-                text = decode_one(model, audio, vad_filter=vad_filter, **opts)
-            emit([(record, audio)], [text], time.perf_counter() - t0)
-        flush()
     bar.close()
 
-    audio_s, decode_s = totals["audio_s"], totals["decode_s"]
     facts = {
         "n": len(records),
         "audio_s": round(audio_s, 3),
@@ -313,3 +278,52 @@ def transcribe_manifest(
     }
     log.info("wrote %s: %s", out_jsonl, facts)
     return facts
+
+
+Decoded = tuple[dict[str, Any], float, str]  # a manifest record, its seconds of audio, the text
+
+
+def decoded_groups(
+    records: list[dict[str, Any]],
+    manifest: str | Path,
+    model: Any,
+    pipeline: Any,
+    options: DecodeOptions,
+) -> Iterator[tuple[list[Decoded], float]]:
+    """The records decoded in manifest order, a group at a time (a batch of short clips, or one
+    utterance), each with the seconds its decoding took (audio loading excluded)."""
+    opts = {"language": options.language, "task": options.task, "beam_size": options.beam_size}
+    pending: list[tuple[dict[str, Any], np.ndarray]] = []  # short clips waiting for a batch
+
+    def batch() -> tuple[list[Decoded], float]:
+        t0 = time.perf_counter()
+        audios = [audio for _, audio in pending]
+        try:
+            texts = decode_batch(pipeline, audios, **opts)
+        except BatchMismatch as e:
+            # A model that emits stray timestamp tokens can move segment starts; the batch is
+            # then decoded clip by clip (same text, only slower).
+            log.warning("%s: decoding this batch one utterance at a time", e)
+            texts = [decode_one(model, audio, **opts) for audio in audios]
+        seconds = time.perf_counter() - t0
+        group = [(r, len(a) / SAMPLE_RATE, t) for (r, a), t in zip(pending, texts, strict=True)]
+        pending.clear()
+        return group, seconds
+
+    for record in records:
+        audio = load_audio(record["audio"], manifest)
+        if pipeline is not None and not options.vad_filter and batchable(audio):
+            pending.append((record, audio))
+            if len(pending) == options.batch_size:
+                yield batch()
+            continue
+        if pending:
+            yield batch()  # keep manifest order
+        t0 = time.perf_counter()
+        if pipeline is not None and options.vad_filter:
+            text = _decode_vad(pipeline, audio, batch_size=options.batch_size, **opts)
+        else:
+            text = decode_one(model, audio, vad_filter=options.vad_filter, **opts)
+        yield [(record, len(audio) / SAMPLE_RATE, text)], time.perf_counter() - t0
+    if pending:
+        yield batch()
