@@ -811,6 +811,40 @@ def _forgetting_sections(rows: list[Forgetting], states: Mapping[str, Path]) -> 
     return out
 
 
+def _check_request(
+    out: Mapping[str, Path], variants: Sequence[str], cer_files: Mapping[Key, Path]
+) -> None:
+    missing = [k for k in OUT_KEYS if k not in out]
+    if missing:
+        raise ValueError(f"summarize: out lacks {', '.join(missing)}")
+    if not variants:
+        raise ValueError("summarize: variants is empty (the primary export comes first)")
+    if not cer_files:
+        raise WhisperforgeError("summarize: no CER files given")
+
+
+def _layout(
+    cers: Mapping[Key, dict], models: Sequence[str], sets: Sequence[str], variants: Sequence[str]
+) -> tuple[list[tuple[str, str]], list[Key]]:
+    """The table's rows (model, variant) and every (model, variant, set) with a CER, in order."""
+    variant_order = _variant_order(variants, [v for _, v, _ in cers])
+    rows = [(m, v) for m in models for v in variant_order if any((m, v, s) in cers for s in sets)]
+    return rows, [(m, v, s) for m, v in rows for s in sets if (m, v, s) in cers]
+
+
+def _enforce_gate(
+    cers: Mapping[Key, dict], flags: Flags, order: list[Key], primary: str, max_cer_delta: float
+) -> None:
+    """eval.fail_on_cer_delta: a variant past the gate fails the build before any file."""
+    failed = [key for key in order if flags.gate_failed.get(key)]
+    if failed:
+        more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+        raise WhisperforgeError(
+            f"CER gate: {_gate_message(failed[0], cers, flags, primary, max_cer_delta)}{more}; "
+            "raise eval.max_cer_delta or set eval.fail_on_cer_delta: false to report it only"
+        )
+
+
 def summarize(
     cer_files: Mapping[Key, Path],
     speed_files: Mapping[str, Path],
@@ -849,31 +883,18 @@ def summarize(
     forgetting beside its gain on the target set (test, else the first set), with what the
     forgetting guard chose in training (forgetting.py).
     """
-    missing = [k for k in OUT_KEYS if k not in out]
-    if missing:
-        raise ValueError(f"summarize: out lacks {', '.join(missing)}")
-    if not variants:
-        raise ValueError("summarize: variants is empty (the primary export comes first)")
-    if not cer_files:
-        raise WhisperforgeError("summarize: no CER files given")
+    _check_request(out, variants, cer_files)
     primary = variants[0]
     cers = {key: load_cer(Path(path)) for key, path in cer_files.items()}
     models = list(models) if models else _model_order([m for m, _, _ in cers])
     sets = list(sets) if sets else _set_order([s for _, _, s in cers])
-    variant_order = _variant_order(variants, [v for _, v, _ in cers])
-    rows = [(m, v) for m in models for v in variant_order if any((m, v, s) in cers for s in sets)]
-    order = [(m, v, s) for m, v in rows for s in sets if (m, v, s) in cers]
+    rows, order = _layout(cers, models, sets, variants)
     speeds = {run: _load_speed(Path(p)) for run, p in speed_files.items()}
     trainer_states = {run: load_trainer_state(Path(p)) for run, p in states.items()}
 
     flags = _flags({k: cers[k] for k in order}, primary, max_cer_delta)
-    failed = [key for key in order if flags.gate_failed.get(key)]
-    if failed and fail_on_cer_delta:
-        more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
-        raise WhisperforgeError(
-            f"CER gate: {_gate_message(failed[0], cers, flags, primary, max_cer_delta)}{more}; "
-            "raise eval.max_cer_delta or set eval.fail_on_cer_delta: false to report it only"
-        )
+    if fail_on_cer_delta:
+        _enforce_gate(cers, flags, order, primary, max_cer_delta)
 
     own_data, curve = _own_data_sections(
         corpus_stats or {}, longform_files or {}, mix_files or {}, models, cers, primary
