@@ -323,6 +323,48 @@ def _pick_clips(manifest: Path, n_utterances: int) -> tuple[list[int], float]:
     return indices, samples / SAMPLE_RATE
 
 
+def _checked_models(
+    hf_dir: Path,
+    ct2_dirs: Mapping[str, str | Path],
+    options: DecodeOptions,
+    fixed_tokens: int | None,
+) -> dict[str, Path]:
+    """The exports to time (checked), after the transformers folder and the fixed-work request."""
+    if not ct2_dirs:
+        raise WhisperforgeError("export.quantizations: no CTranslate2 export to time")
+    exports = {q: check_ct2_dir(d) for q, d in ct2_dirs.items()}
+    if not (hf_dir / "config.json").is_file():
+        raise WhisperforgeError(f"{hf_dir}: not a transformers model directory (no config.json)")
+    if fixed_tokens is not None and not (options.language and 0 < fixed_tokens <= 220):
+        raise WhisperforgeError(
+            "fixed-work timing needs a language and 1-220 tokens "
+            f"(got {options.language!r}, {fixed_tokens})"
+        )
+    return exports
+
+
+def _row(
+    measured: Mapping[tuple[str, str | None, int], dict[str, Any]],
+    engine: str,
+    variant: str | None,
+    size: int,
+    audio_s: float,
+) -> dict[str, Any]:
+    """One engine's row, its speedup against transformers at the same batch size."""
+    r, hf = measured[engine, variant, size], measured[HF, None, size]
+    return {
+        "engine": engine,
+        "variant": r["variant"],
+        "compute_type": r["compute_type"],
+        "batch_size": size,
+        "seconds": round(r["seconds"], 4),
+        "rtf": round(r["seconds"] / audio_s, 4),
+        "speedup": round(hf["seconds"] / r["seconds"], 3),
+        "peak_memory_mb": r["peak_memory_mb"],
+        "memory": r["memory"],
+    }
+
+
 def measure_speed(
     hf_dir: str | Path,
     ct2_dirs: Mapping[str, str | Path],
@@ -342,17 +384,8 @@ def measure_speed(
     type. `fixed_tokens` (benchmarks on random weights): end-of-text and every special token are
     banned and each clip decodes exactly that many tokens in both engines, checked.
     """
-    if not ct2_dirs:
-        raise WhisperforgeError("export.quantizations: no CTranslate2 export to time")
-    exports = {q: check_ct2_dir(d) for q, d in ct2_dirs.items()}
     hf_dir, manifest = Path(hf_dir), Path(manifest)
-    if not (hf_dir / "config.json").is_file():
-        raise WhisperforgeError(f"{hf_dir}: not a transformers model directory (no config.json)")
-    if fixed_tokens is not None and not (options.language and 0 < fixed_tokens <= 220):
-        raise WhisperforgeError(
-            "fixed-work timing needs a language and 1-220 tokens "
-            f"(got {options.language!r}, {fixed_tokens})"
-        )
+    exports = _checked_models(hf_dir, ct2_dirs, options, fixed_tokens)
     # Both engines on one device; train.device: cuda without one stops here.
     run_device, _ = pick_device_and_compute_type(options.compute_type, device)
     indices, audio_s = _pick_clips(manifest, n_utterances)
@@ -385,22 +418,8 @@ def measure_speed(
         measured[engine, variant, size] = _in_child(spec)
         log.info("speed: %s: %.3f s", _label(spec), measured[engine, variant, size]["seconds"])
 
-    rows = []
-    for engine, variant, _, size in plan:  # transformers first, then the exports in order
-        r, hf = measured[engine, variant, size], measured[HF, None, size]
-        rows.append(
-            {
-                "engine": engine,
-                "variant": r["variant"],
-                "compute_type": r["compute_type"],
-                "batch_size": size,
-                "seconds": round(r["seconds"], 4),
-                "rtf": round(r["seconds"] / audio_s, 4),
-                "speedup": round(hf["seconds"] / r["seconds"], 3),
-                "peak_memory_mb": r["peak_memory_mb"],
-                "memory": r["memory"],
-            }
-        )
+    # transformers first, then the exports in order
+    rows = [_row(measured, engine, variant, size, audio_s) for engine, variant, _, size in plan]
     primary = next(iter(exports))
     hf_row, ct2_row = rows[0], rows[len(sizes)]  # both batched at batch_size (or both at 1)
     hf, ct2 = measured[HF, None, batch_size], measured[CT2, primary, batch_size]
