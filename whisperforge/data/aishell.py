@@ -150,28 +150,13 @@ def extraction_preflight(archive: Path, wav_dir: Path) -> None:
         )
 
 
-def extract_archive(
-    archive: str | Path,
-    wav_dir: str | Path,
-    transcript_out: str | Path,
-    index_out: str | Path,
-    *,
-    threads: int = 4,
-    max_pending: int | None = None,
-) -> dict[str, int]:
-    """Stream the AISHELL tgz once and unpack every speaker tar in parallel.
-
-    Writes the wav tree under `wav_dir`, a copy of the transcript, and `index_out` (wavs.tsv).
-    On any error the partial wav tree is removed and no index or transcript is written; a full
-    disk is one line naming `wav_dir` (or the file that did not fit) and the space left.
-    """
-    archive, wav_dir = Path(archive), Path(wav_dir)
-    if not archive.is_file():
-        raise WhisperforgeError(f"{archive}: archive not found")
-    extraction_preflight(archive, wav_dir)
-    wav_dir.mkdir(parents=True, exist_ok=True)
+def _unpack(
+    archive: Path, wav_dir: Path, threads: int, max_pending: int
+) -> tuple[bytes | None, list[WavEntry]]:
+    """Stream the outer tgz once; its speaker tars are unpacked by `threads` workers, at most
+    `max_pending` read and waiting (memory: ~40 MB per real speaker tar). On any error the wav
+    tree is removed and the error said in one line where it is the archive's or the disk's."""
     transcript: bytes | None = None
-    max_pending = max_pending or 2 * threads  # bounds memory: ~40 MB per real speaker tar
     slots = threading.BoundedSemaphore(max_pending)
     futures: list[Future[list[WavEntry]]] = []
 
@@ -211,6 +196,30 @@ def extract_archive(
             raise no_space(wav_dir, "AISHELL wavs") from None
         raise
     pool.shutdown()
+    return transcript, entries
+
+
+def extract_archive(
+    archive: str | Path,
+    wav_dir: str | Path,
+    transcript_out: str | Path,
+    index_out: str | Path,
+    *,
+    threads: int = 4,
+    max_pending: int | None = None,
+) -> dict[str, int]:
+    """Stream the AISHELL tgz once and unpack every speaker tar in parallel.
+
+    Writes the wav tree under `wav_dir`, a copy of the transcript, and `index_out` (wavs.tsv).
+    On any error the partial wav tree is removed and no index or transcript is written; a full
+    disk is one line naming `wav_dir` (or the file that did not fit) and the space left.
+    """
+    archive, wav_dir = Path(archive), Path(wav_dir)
+    if not archive.is_file():
+        raise WhisperforgeError(f"{archive}: archive not found")
+    extraction_preflight(archive, wav_dir)
+    wav_dir.mkdir(parents=True, exist_ok=True)
+    transcript, entries = _unpack(archive, wav_dir, threads, max_pending or 2 * threads)
     problem = None
     if transcript is None:
         problem = f"{archive}: no {TRANSCRIPT_MEMBER} in the archive"
