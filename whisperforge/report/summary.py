@@ -845,6 +845,20 @@ def _enforce_gate(
         )
 
 
+def _write_tables(
+    out: Mapping[str, Path],
+    table_rows: list[list[Any]],
+    speed_rows: list[SpeedRow],
+    worst_rows: list[list[Any]],
+    runs: Mapping[str, dict],
+) -> None:
+    write_text(Path(out["table_tsv"]), _tsv(TABLE_COLUMNS, table_rows))
+    speed = [[getattr(row, c) for c in SPEED_COLUMNS] for row in speed_rows]
+    write_text(Path(out["speed_tsv"]), _tsv(SPEED_COLUMNS, speed))
+    write_text(Path(out["worst_tsv"]), _tsv(WORST_COLUMNS, worst_rows))
+    write_text(Path(out["runs_yaml"]), _runs_yaml(runs))
+
+
 def summarize(
     cer_files: Mapping[Key, Path],
     speed_files: Mapping[str, Path],
@@ -920,17 +934,10 @@ def summarize(
         own_data,
     )
     chart = {(_label(m, v, primary), s): cers[(m, v, s)] for m, v, s in order}
-
-    write_text(Path(out["table_tsv"]), _tsv(TABLE_COLUMNS, table_rows))
-    write_text(
-        Path(out["speed_tsv"]),
-        _tsv(SPEED_COLUMNS, [[getattr(row, c) for c in SPEED_COLUMNS] for row in speed_rows]),
-    )
-    write_text(Path(out["worst_tsv"]), _tsv(WORST_COLUMNS, worst_rows))
-    write_text(Path(out["runs_yaml"]), _runs_yaml(runs))
     plot_cer(chart, [_label(m, v, primary) for m, v in rows], sets, Path(out["chart_png"]))
     if LEARNING_CURVE_KEY in out:
         plot_learning_curve(curve, Path(out[LEARNING_CURVE_KEY]))
     if FORGETTING_KEY in out:
         plot_forgetting(forgetting, Path(out[FORGETTING_KEY]))
+    _write_tables(out, table_rows, speed_rows, worst_rows, runs)
     write_text(Path(out["summary_md"]), summary_md)
