@@ -214,14 +214,19 @@ def test_eval_param_change_reruns_only_evaluation(demo):
     assert set(planned) <= evaluation | {"summarize", "hub_folder", "all"}, planned
 
 
-def test_a_cer_edit_rescores_and_retrains_only_the_runs_that_compute_a_cer(demo):
-    cer = demo / "whisperforge/metrics/cer.py"
-    text = cer.read_text(encoding="utf-8")
-    cer.write_text(text + "\n# an edit\n", encoding="utf-8")
+def planned_after_editing(demo: Path, module: str) -> dict[str, int]:
+    """The jobs a dry run plans once `module` (a path in the workflow) is edited; then undone."""
+    path = demo / module
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text + "\n# an edit\n", encoding="utf-8")
     try:
-        planned = jobs_planned(demo, *demo_args())
+        return jobs_planned(demo, *demo_args())
     finally:
-        cer.write_text(text, encoding="utf-8")
+        path.write_text(text, encoding="utf-8")
+
+
+def test_a_cer_edit_rescores_and_retrains_only_the_runs_that_compute_a_cer(demo):
+    planned = planned_after_editing(demo, "whisperforge/metrics/cer.py")
     assert planned.get("score"), planned  # every model is scored again
     # The demo's runs are guarded (eval.general): their checkpoint-best is chosen by a CER.
     assert planned.get("finetune") == len(RUNS), planned
@@ -230,13 +235,7 @@ def test_a_cer_edit_rescores_and_retrains_only_the_runs_that_compute_a_cer(demo)
 
 
 def test_a_decoder_edit_reruns_decoding_and_no_export(demo):
-    decoder = demo / "whisperforge/decode/transcribe.py"
-    text = decoder.read_text(encoding="utf-8")
-    decoder.write_text(text + "\n# an edit\n", encoding="utf-8")
-    try:
-        planned = jobs_planned(demo, *demo_args())
-    finally:
-        decoder.write_text(text, encoding="utf-8")
+    planned = planned_after_editing(demo, "whisperforge/decode/transcribe.py")
     assert planned.get("transcribe") and planned.get("speed"), planned
     for rule in ("export_ct2", "merge", "finetune", "pretrain_base"):
         assert rule not in planned, planned
