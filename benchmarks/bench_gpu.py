@@ -877,9 +877,7 @@ def main(argv: list[str] | None = None) -> int:
     from whisperforge.train.gpu import parameter_count
 
     result["parameters_m"] = round(parameter_count(base) / 1e6, 1)
-    auto = pick_precision(
-        {"precision": "auto", "fp16": None}, args.device, bf16_supported=facts["bf16_supported"]
-    )
+    auto = pick_precision("auto", None, args.device, bf16_supported=facts["bf16_supported"])
     precisions = args.precisions or list(dict.fromkeys([auto, *HALF_PRECISIONS]))
     try:
         settings = run_settings()

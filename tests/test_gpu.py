@@ -102,8 +102,7 @@ def test_a_real_model_never_trains_on_the_cpu_unless_asked(tmp_path):
     ],
 )
 def test_precision_follows_the_gpu(precision, fp16, device, bf16, expected):
-    settings = {"precision": precision, "fp16": fp16}
-    assert pick_precision(settings, device, bf16_supported=bf16) == expected
+    assert pick_precision(precision, fp16, device, bf16_supported=bf16) == expected
 
 
 @pytest.mark.parametrize(
@@ -116,7 +115,7 @@ def test_precision_follows_the_gpu(precision, fp16, device, bf16, expected):
 )
 def test_an_impossible_precision_names_the_key(precision, fp16, device, key):
     with pytest.raises(WhisperforgeError, match=f"^config {key}:"):
-        pick_precision({"precision": precision, "fp16": fp16}, device, bf16_supported=False)
+        pick_precision(precision, fp16, device, bf16_supported=False)
 
 
 def test_a_multi_gpu_job_claims_that_many_free_devices(tmp_path):
@@ -143,9 +142,12 @@ def test_a_multi_gpu_job_claims_that_many_free_devices(tmp_path):
 
 
 def test_8bit_on_a_machine_without_cuda_is_one_line_naming_the_key(tmp_path, monkeypatch):
+    from test_train import tiny_settings
+
     from whisperforge.train.finetune import make_plan
+    from whisperforge.train.settings import TrainSettings
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    settings = {"device": "cpu", "precision": "auto", "fp16": "auto", "use_8bit": True}
+    settings = TrainSettings.from_mapping(tiny_settings(device="cpu", use_8bit=True))
     with pytest.raises(WhisperforgeError, match=r"^config train.use_8bit: needs a CUDA device"):
         make_plan(settings, tmp_path)

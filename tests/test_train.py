@@ -37,6 +37,7 @@ from whisperforge.train.finetune import (
     load_base,
 )
 from whisperforge.train.memory import estimate_training_memory
+from whisperforge.train.settings import TrainSettings
 
 SENTENCES = ["今天天气很好", "我们明天开会", "经济增长很快", "北京是首都"]
 
@@ -71,6 +72,10 @@ def tiny_settings(**changes) -> dict:
     )
     settings.update(changes)
     return settings
+
+
+def typed(settings: dict) -> TrainSettings:
+    return TrainSettings.from_mapping(settings)
 
 
 def train_tiny(inputs, root: Path, settings: dict) -> dict:
@@ -127,7 +132,7 @@ def test_a_short_adalora_run_gets_a_schedule_peft_accepts(inputs, tmp_path):
 
 def test_an_overflowed_step_never_reaches_the_adalora_rank_allocator(inputs):
     base, _, _ = inputs
-    settings = tiny_settings(use_adalora=True)
+    settings = typed(tiny_settings(use_adalora=True))
     _, model = load_base(base, settings)
     model = add_adapters(model, settings, total_steps=100)
     budget = AdaLoraBudget(model)
@@ -164,13 +169,15 @@ def test_dev_evaluation_uses_a_fixed_seeded_sample():
     assert sample(None, 42) == records["sentence"] == sample(50, 42)
 
 
-def batch_settings(micro, accum: int, gpus: int, effective: int | None) -> dict:
-    return {
-        "per_device_train_batch_size": micro,
-        "gradient_accumulation_steps": accum,
-        "gpus": gpus,
-        "effective_batch_size": effective,
-    }
+def batch_settings(micro, accum: int, gpus: int, effective: int | None) -> TrainSettings:
+    return typed(
+        tiny_settings(
+            per_device_train_batch_size=micro,
+            gradient_accumulation_steps=accum,
+            gpus=gpus,
+            effective_batch_size=effective,
+        )
+    )
 
 
 @pytest.mark.parametrize(
@@ -203,7 +210,7 @@ def test_an_auto_micro_batch_is_the_largest_that_fits_and_keeps_the_effective_ba
     inputs, tmp_path, monkeypatch
 ):
     base, train, _ = inputs
-    settings = tiny_settings(per_device_train_batch_size="auto", effective_batch_size=4)
+    settings = typed(tiny_settings(per_device_train_batch_size="auto", effective_batch_size=4))
     processor, model = load_base(base, settings)
     model = add_adapters(model, settings, total_steps=4)
     estimate = estimate_training_memory(
@@ -415,3 +422,14 @@ def test_two_clean_builds_with_different_hash_seeds_write_the_same_adapter_bytes
     assert not [k for e in state["log_history"] for k in e if k.endswith("_runtime")]
     timings = json.loads((tmp_path / "build-1/training_timings.json").read_text())
     assert timings["train_runtime_s"] > 0  # kept beside the declared output, not lost
+
+
+def test_settings_are_one_frozen_value_that_refuses_unknown_keys():
+    import dataclasses
+
+    settings = typed(tiny_settings())
+    assert settings.lora["r"] == 4 and settings.as_dict() == {**tiny_settings(), "guard": None}
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.learning_rate = 1.0  # type: ignore[misc]
+    with pytest.raises(ValueError, match=r"unknown keys lora_r$"):
+        typed({**tiny_settings(), "lora_r": 4})

@@ -7,7 +7,7 @@ data-parallel processes started with torchrun (`python -m whisperforge.train.fin
 in each).
 Before training on a GPU the memory model (memory.py) checks that the micro-batch fits, or picks
 it (`auto`). The data comes through Hugging Face `datasets` (dataset.py): Arrow-backed, or
-streamed (`settings["streaming"]`, from config `data.streaming`). Training curves go to
+streamed (`settings.streaming`, from config `data.streaming`). Training curves go to
 `report_to` (TensorBoard: `<out_dir>/../tensorboard/`, i.e. `results/models/<run>/tensorboard/`).
 """
 
@@ -24,7 +24,7 @@ import random
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +48,7 @@ from whisperforge.train.dataset import Augment, SpeechCollator, shared_epoch, sp
 from whisperforge.train.divergence import DivergenceStop, TrainingDiverged
 from whisperforge.train.gpu import pick_device, pick_precision
 from whisperforge.train.guard import Guard, GuardedTrainer, cer_metric, guard_outcome
+from whisperforge.train.settings import TrainSettings
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ class TrainingPlan:
         self.accumulation = self.effective_batch // (micro_batch * self.world_size)
 
 
-def batch_plan(settings: dict[str, Any]) -> tuple[int | None, int, int]:
+def batch_plan(settings: TrainSettings) -> tuple[int | None, int, int]:
     """(micro-batch per process or None for auto, accumulation, effective batch) for the run.
 
     The effective batch is the single-process run's (micro-batch x accumulation, or
@@ -79,11 +80,11 @@ def batch_plan(settings: dict[str, Any]) -> tuple[int | None, int, int]:
     steps and the learning-rate schedule stay those of one process.
     """
     micro, accum, world = (
-        settings["per_device_train_batch_size"],
-        settings["gradient_accumulation_steps"],
-        settings["gpus"],
+        settings.per_device_train_batch_size,
+        settings.gradient_accumulation_steps,
+        settings.gpus,
     )
-    effective = settings["effective_batch_size"]
+    effective = settings.effective_batch_size
     if micro == "auto":
         if effective is None:
             raise WhisperforgeError(
@@ -113,12 +114,12 @@ def batch_plan(settings: dict[str, Any]) -> tuple[int | None, int, int]:
     )
 
 
-def make_plan(settings: dict[str, Any], base_dir: Path) -> TrainingPlan:
+def make_plan(settings: TrainSettings, base_dir: Path) -> TrainingPlan:
     cuda = torch.cuda.is_available()
-    device = pick_device(settings["device"], base_dir, cuda_available=cuda)
+    device = pick_device(settings.device, base_dir, cuda_available=cuda)
     bf16 = cuda and torch.cuda.is_bf16_supported()
-    precision = pick_precision(settings, device, bf16_supported=bf16)
-    if settings["use_8bit"]:
+    precision = pick_precision(settings.precision, settings.fp16, device, bf16_supported=bf16)
+    if settings.use_8bit:
         if device != "cuda":
             raise WhisperforgeError("config train.use_8bit: needs a CUDA device (bitsandbytes)")
         try:
@@ -128,7 +129,7 @@ def make_plan(settings: dict[str, Any], base_dir: Path) -> TrainingPlan:
                 "config train.use_8bit: bitsandbytes is not installed "
                 "(pip install 'whisperforge[8bit]', or the train env)"
             ) from e
-    world = settings["gpus"]
+    world = settings.gpus
     if device == "cuda" and torch.cuda.device_count() < world:
         raise WhisperforgeError(
             f"config train.gpus: {world}, but {torch.cuda.device_count()} CUDA device(s) visible"
@@ -137,11 +138,11 @@ def make_plan(settings: dict[str, Any], base_dir: Path) -> TrainingPlan:
     return TrainingPlan(device, precision, world, micro, accum, effective)
 
 
-def optimizer_steps(n_examples: int, settings: dict[str, Any], effective_batch: int) -> int:
+def optimizer_steps(n_examples: int, settings: TrainSettings, effective_batch: int) -> int:
     """How many optimizer steps the run will take (AdaLoRA's schedule needs the real number)."""
-    if settings["max_steps"] > 0:
-        return settings["max_steps"]
-    return math.ceil(math.ceil(n_examples / effective_batch) * settings["num_train_epochs"])
+    if settings.max_steps > 0:
+        return settings.max_steps
+    return math.ceil(math.ceil(n_examples / effective_batch) * settings.num_train_epochs)
 
 
 def adalora_schedule(total_steps: int) -> dict[str, int]:
@@ -199,12 +200,12 @@ def tensorboard_logging_dir(path: Path) -> Iterator[None]:
             os.environ["TENSORBOARD_LOGGING_DIR"] = saved
 
 
-def load_base(base_dir: Path, settings: dict[str, Any]) -> tuple[Any, Any]:
+def load_base(base_dir: Path, settings: TrainSettings) -> tuple[Any, Any]:
     if not (base_dir / "config.json").is_file():
         raise WhisperforgeError(f"{base_dir}: not a Whisper model directory (no config.json)")
     processor = WhisperProcessor.from_pretrained(base_dir)
     kwargs: dict[str, Any] = {}
-    if settings["use_8bit"]:
+    if settings.use_8bit:
         from transformers import BitsAndBytesConfig
 
         # One device per process: device_map "auto" would spread a DDP rank over every GPU.
@@ -215,24 +216,24 @@ def load_base(base_dir: Path, settings: dict[str, Any]) -> tuple[Any, Any]:
         }
     model = WhisperForConditionalGeneration.from_pretrained(base_dir, **kwargs)
     processor.tokenizer.set_prefix_tokens(
-        language=settings["language"],
-        task=settings["task"],
-        predict_timestamps=settings["timestamps"],
+        language=settings.language,
+        task=settings.task,
+        predict_timestamps=settings.timestamps,
     )
     model.config.forced_decoder_ids = None
     model.generation_config.forced_decoder_ids = None
     return processor, model
 
 
-def add_adapters(model: Any, settings: dict[str, Any], total_steps: int) -> Any:
+def add_adapters(model: Any, settings: TrainSettings, total_steps: int) -> Any:
     from peft import AdaLoraConfig, LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
-    if settings["use_8bit"]:
+    if settings.use_8bit:
         # Checkpointing is the Trainer's to turn on (training_arguments), not PEFT's.
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-    lora = settings["lora"]
-    if settings["use_adalora"]:
-        ada = settings["adalora"]
+    lora = settings.lora
+    if settings.use_adalora:
+        ada = settings.adalora
         config = AdaLoraConfig(
             init_r=ada["init_r"],
             target_r=ada["target_r"],
@@ -306,49 +307,49 @@ class CurrentIntervals(TrainerCallback):
 
 
 def training_arguments(
-    settings: dict[str, Any], plan: TrainingPlan, checkpoints: Path, threads: int
+    settings: TrainSettings, plan: TrainingPlan, checkpoints: Path, threads: int
 ) -> Seq2SeqTrainingArguments:
-    if settings["save_steps"] % settings["eval_steps"]:
+    if settings.save_steps % settings.eval_steps:
         raise WhisperforgeError(
             "config train.save_steps: must be a multiple of train.eval_steps "
-            f"({settings['save_steps']} vs {settings['eval_steps']})"
+            f"({settings.save_steps} vs {settings.eval_steps})"
         )
-    by_cer = settings["metric_for_best"] == "cer"
+    by_cer = settings.metric_for_best == "cer"
     # With the forgetting guard, the best checkpoint is ranked by the guarded metric (guard.py).
-    best_metric = f"guarded_{settings['metric_for_best']}" if settings.get("guard") else None
+    best_metric = f"guarded_{settings.metric_for_best}" if settings.guard else None
     torch.set_num_threads(max(1, threads))
     return Seq2SeqTrainingArguments(
         output_dir=str(checkpoints),
         per_device_train_batch_size=plan.micro_batch or 1,  # auto: set by the preflight
-        per_device_eval_batch_size=settings["per_device_eval_batch_size"],
+        per_device_eval_batch_size=settings.per_device_eval_batch_size,
         gradient_accumulation_steps=plan.accumulation,
         # transformers 5's name for gradient checkpointing. Non-reentrant checkpointing needs no
         # input gradients (frozen embeddings under LoRA) and works under DDP.
-        activation_checkpointing=settings["gradient_checkpointing"],
+        activation_checkpointing=settings.gradient_checkpointing,
         activation_checkpointing_kwargs={"use_reentrant": False},
-        learning_rate=settings["learning_rate"],
-        warmup_steps=settings["warmup_steps"],
-        num_train_epochs=settings["num_train_epochs"],
-        max_steps=settings["max_steps"],
-        logging_steps=settings["logging_steps"],
+        learning_rate=settings.learning_rate,
+        warmup_steps=settings.warmup_steps,
+        num_train_epochs=settings.num_train_epochs,
+        max_steps=settings.max_steps,
+        logging_steps=settings.logging_steps,
         # NaN/inf losses logged as they are (the default averages them away), for TensorBoard
         # and for DivergenceStop.
         logging_nan_inf_filter=False,
         eval_strategy="steps",
-        eval_steps=settings["eval_steps"],
+        eval_steps=settings.eval_steps,
         save_strategy="steps",
-        save_steps=settings["save_steps"],
-        save_total_limit=settings["save_total_limit"],
-        metric_for_best_model=best_metric or settings["metric_for_best"],
+        save_steps=settings.save_steps,
+        save_total_limit=settings.save_total_limit,
+        metric_for_best_model=best_metric or settings.metric_for_best,
         greater_is_better=False,
         predict_with_generate=by_cer,
         generation_max_length=225,
         fp16=plan.precision == "fp16",
         bf16=plan.precision == "bf16",
-        torch_compile=settings["use_compile"],
-        seed=settings["seed"],
-        data_seed=settings["seed"],
-        dataloader_num_workers=settings["dataloader_num_workers"],
+        torch_compile=settings.use_compile,
+        seed=settings.seed,
+        data_seed=settings.seed,
+        dataloader_num_workers=settings.dataloader_num_workers,
         # Workers start anew each epoch: a persistent loader draws its workers' seed from the
         # main RNG once, at its first epoch, which a resumed run reaches at a later one, so its
         # dropout masks would differ from an uninterrupted run's (the cost: workers restart, and
@@ -356,7 +357,7 @@ def training_arguments(
         dataloader_persistent_workers=False,
         remove_unused_columns=False,
         label_names=["labels"],
-        report_to=list(settings["report_to"]),
+        report_to=list(settings.report_to),
         use_cpu=plan.device == "cpu",
         ddp_backend=("nccl" if plan.device == "cuda" else "gloo") if plan.world_size > 1 else None,
         ddp_find_unused_parameters=False,
@@ -394,7 +395,7 @@ def free_memory(device: str) -> tuple[int, str]:
 
 
 def memory_preflight(
-    model: Any, plan: TrainingPlan, settings: dict[str, Any], tokens: Callable[[], int]
+    model: Any, plan: TrainingPlan, settings: TrainSettings, tokens: Callable[[], int]
 ) -> dict:
     """Check (or, for `auto`, pick) the micro-batch against the device's free memory.
 
@@ -409,7 +410,7 @@ def memory_preflight(
     estimate = estimate_training_memory(
         model,
         precision=plan.precision,
-        gradient_checkpointing=settings["gradient_checkpointing"],
+        gradient_checkpointing=settings.gradient_checkpointing,
         label_tokens=tokens(),
     )
     budget, where = free_memory(plan.device)
@@ -449,14 +450,14 @@ def checkpoint_bytes(model: Any, full: bool) -> tuple[int, int]:
     return weights + 8 * n_trainable + CHECKPOINT_EXTRAS, n_trainable
 
 
-def disk_preflight(model: Any, checkpoints: Path, settings: dict[str, Any], full: bool) -> None:
+def disk_preflight(model: Any, checkpoints: Path, settings: TrainSettings, full: bool) -> None:
     """Refuse a run whose checkpoints cannot fit the disk, before hours of training find out.
 
     The Trainer keeps `save_total_limit` checkpoints and writes the next before it deletes the
     oldest; those already on disk (a resume) count as written.
     """
     per_checkpoint, n_trainable = checkpoint_bytes(model, full)
-    limit = settings["save_total_limit"]
+    limit = settings.save_total_limit
     present = sum(1 for p in checkpoints.glob("checkpoint-*") if p.is_dir())
     count = max(1, limit + 1 - present)
     needed, free = count * per_checkpoint, free_bytes(checkpoints)
@@ -490,31 +491,34 @@ def finetune(
     dev_manifest: str | Path,
     out_dir: str | Path,
     checkpoints: str | Path,
-    settings: dict[str, Any],
+    settings: Mapping[str, Any] | TrainSettings,
     *,
     threads: int = 2,
     general_manifest: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Train and write `out_dir`; returns the training summary.
+    """Train and write `out_dir`; returns the training summary. `settings`: the rule's params
+    (config `train` with `streaming` and `guard`), made one TrainSettings here.
 
     Adapters (default): `checkpoint-best/`, `checkpoint-final/` (PEFT adapters),
-    `trainer_state.json`. Full fine-tune (`settings["full_finetune"]`): a complete HF model dir
+    `trainer_state.json`. Full fine-tune (`settings.full_finetune`): a complete HF model dir
     (best checkpoint's weights, processor files) plus `trainer_state.json`. Both with
     `training_summary.json` (device, precision, batch split, steps). The same training writes the
     same bytes there whatever the hash seed or the machine's speed: wall-clock facts go to
     `timings_file(out_dir)` beside it (the returned summary has them too). With `tensorboard` in
-    `settings["report_to"]`, event files go to `tensorboard_dir(out_dir)`.
+    `settings.report_to`, event files go to `tensorboard_dir(out_dir)`.
 
-    `settings["guard"]` (set with `general_manifest`, config `eval.general`): checkpoint-best is
+    `settings.guard` (set with `general_manifest`, config `eval.general`): checkpoint-best is
     the best in-domain checkpoint whose general-speech CER is within the forgetting budget
     (guard.py); the summary's `forgetting_guard` says how it went.
     """
     base_dir, out_dir, checkpoints = Path(base_dir), Path(out_dir), Path(checkpoints)
+    if not isinstance(settings, TrainSettings):
+        settings = TrainSettings.from_mapping(settings)
     if not (base_dir / "config.json").is_file():
         raise WhisperforgeError(f"{base_dir}: not a Whisper model directory (no config.json)")
-    guard = settings.get("guard")
+    guard = settings.guard
     if guard and general_manifest is None:
-        raise ValueError("finetune: settings['guard'] needs general_manifest")
+        raise ValueError("finetune: settings.guard needs general_manifest")
     manifests = {"train": train_manifest, "dev": dev_manifest}
     if guard:
         manifests["general"] = general_manifest
@@ -525,10 +529,11 @@ def finetune(
             raise WhisperforgeError(
                 f"{manifest}: manifest has no utterances to train or validate on"
             )
-    check_reporters(settings["report_to"])
+    check_reporters(settings.report_to)
     plan = make_plan(settings, base_dir)
     resume = prepare_checkpoint_dir(
-        checkpoints, fingerprint(settings, base_dir, [Path(m) for m in manifests.values()])
+        checkpoints,
+        fingerprint(settings.as_dict(), base_dir, [Path(m) for m in manifests.values()]),
     )
     if resume is None and tensorboard_dir(out_dir).is_dir():
         # Curves of a run whose checkpoints were set aside would mix with the new run's.
@@ -539,7 +544,7 @@ def finetune(
         "dev_manifest": str(dev_manifest),
         "out_dir": str(out_dir),
         "checkpoints": str(checkpoints),
-        "settings": settings,
+        "settings": settings.as_dict(),
         "scans": {split: asdict(scan) for split, scan in scans.items()},
         "plan": asdict(plan),
         "resume": resume,
@@ -580,36 +585,36 @@ def launch(job: dict[str, Any], world_size: int) -> None:
         )
 
 
-def evaluation_set(data: datasets.Dataset, processor: Any, settings: dict[str, Any]) -> Any:
+def evaluation_set(data: datasets.Dataset, processor: Any, settings: TrainSettings) -> Any:
     """A set the Trainer evaluates (dev, the guard's general set): no augmentation, the run's
     timestamps and feature padding."""
     return speech_dataset(
         data,
         processor,
-        timestamps=settings["timestamps"],
-        feature_padding=settings["feature_padding"],
+        timestamps=settings.timestamps,
+        feature_padding=settings.feature_padding,
     )
 
 
 def guard_and_set(
-    job: dict[str, Any], settings: dict[str, Any], processor: Any
+    job: dict[str, Any], settings: TrainSettings, processor: Any
 ) -> tuple[Guard | None, Any]:
     """The forgetting guard and its general-speech set (a seeded sample), or (None, None)."""
-    spec = settings.get("guard")
+    spec = settings.guard
     if not spec:
         return None, None
     data = eval_sample(
         load_manifest(ManifestScan(**job["scans"]["general"])),
         spec["max_utterances"],
-        settings["seed"],
+        settings.seed,
     )
     general_set = evaluation_set(data, processor, settings)
     guard = Guard(
         general_set=spec["general_set"],
         budget_pts=spec["budget_pts"],
-        metric=settings["metric_for_best"],
-        language=settings["language"],
-        task=settings["task"],
+        metric=settings.metric_for_best,
+        language=settings.language,
+        task=settings.task,
     )
     log.info(
         "forgetting guard: %d utterances of %s, budget %g CER points",
@@ -627,7 +632,7 @@ class Setup:
     trainer: Any
     model: Any
     processor: Any
-    settings: dict[str, Any]
+    settings: TrainSettings
     plan: TrainingPlan
     memory: dict[str, Any]
     dev_utterances: int
@@ -644,18 +649,16 @@ def train(job: dict[str, Any]) -> dict[str, Any]:
 
 def build_trainer(job: dict[str, Any]) -> Setup:
     """The data, the model with its adapters (after both preflights) and the Trainer."""
-    settings, plan = job["settings"], TrainingPlan(**job["plan"])
+    settings, plan = TrainSettings.from_mapping(job["settings"]), TrainingPlan(**job["plan"])
     out_dir, checkpoints = Path(job["out_dir"]), Path(job["checkpoints"])
     train_scan, dev_scan = (ManifestScan(**job["scans"][split]) for split in ("train", "dev"))
-    streaming = settings["streaming"]
+    streaming = settings.streaming
     train_data = load_manifest(train_scan, streaming=streaming)
-    dev_data = eval_sample(
-        load_manifest(dev_scan), settings["eval_max_utterances"], settings["seed"]
-    )
+    dev_data = eval_sample(load_manifest(dev_scan), settings.eval_max_utterances, settings.seed)
     total_steps = optimizer_steps(train_scan.records, settings, plan.effective_batch)
     if streaming:
         # A stream has no length: the steps the Arrow-backed run would take, from the line count.
-        settings = {**settings, "max_steps": total_steps}
+        settings = dataclasses.replace(settings, max_steps=total_steps)
     log.info(
         "training on %s, %s, %d process(es), %d utterances%s",
         plan.device,
@@ -667,14 +670,14 @@ def build_trainer(job: dict[str, Any]) -> Setup:
 
     # Seed before the adapters exist: LoRA draws its A matrices from the global RNG, and the
     # Trainer only seeds once it is built, after them.
-    set_seed(settings["seed"])
+    set_seed(settings.seed)
     processor, model = load_base(Path(job["base_dir"]), settings)
-    full = settings["full_finetune"]
+    full = settings.full_finetune
     if not full:
         model = add_adapters(model, settings, total_steps)
     disk_preflight(model, checkpoints, settings, full)
     args = training_arguments(settings, plan, checkpoints, job["threads"])
-    if plan.device == "cuda" and not settings["use_8bit"]:
+    if plan.device == "cuda" and not settings.use_8bit:
         model.to(args.device)
     memory = memory_preflight(
         model,
@@ -689,10 +692,10 @@ def build_trainer(job: dict[str, Any]) -> Setup:
     train_set = speech_dataset(
         train_data,
         processor,
-        timestamps=settings["timestamps"],
-        augment=Augment(**settings["augment"]),
-        seed=settings["seed"],
-        feature_padding=settings["feature_padding"],
+        timestamps=settings.timestamps,
+        augment=Augment(**settings.augment),
+        seed=settings.seed,
+        feature_padding=settings.feature_padding,
         size=train_scan.records,
         epoch=epoch,
     )
@@ -715,26 +718,26 @@ def build_trainer(job: dict[str, Any]) -> Setup:
 
 
 def training_callbacks(
-    settings: dict[str, Any],
+    settings: TrainSettings,
     plan: TrainingPlan,
     checkpoints: Path,
     epoch: Any,
     model: Any,
     full: bool,
 ) -> list[TrainerCallback]:
-    divergence = settings["divergence"]
+    divergence = settings.divergence
     callbacks: list[TrainerCallback] = [
         CurrentIntervals(),
         EpochOfAugmentation(epoch),
         DivergenceStop(
             divergence["patience"],
             divergence["max_loss_factor"],
-            learning_rate=settings["learning_rate"],
+            learning_rate=settings.learning_rate,
             precision=plan.precision,
             checkpoints=checkpoints,
         ),
     ]
-    if settings["use_adalora"] and not full:
+    if settings.use_adalora and not full:
         callbacks.append(AdaLoraBudget(model))
     return callbacks
 
@@ -775,13 +778,13 @@ def finish(setup: Setup, result: Any, job: dict[str, Any]) -> dict[str, Any]:
         "micro_batch": plan.micro_batch,
         "gradient_accumulation": plan.accumulation,
         "effective_batch": plan.effective_batch,
-        "gradient_checkpointing": settings["gradient_checkpointing"],
+        "gradient_checkpointing": settings.gradient_checkpointing,
         **setup.memory,
         "global_step": trainer.state.global_step,
         "best_checkpoint": None,
         "best_metric": trainer.state.best_metric,
         "eval_utterances": setup.dev_utterances,
-        "streaming": settings["streaming"],
+        "streaming": settings.streaming,
         "final_eval": without_run_facts(final_eval),
     }
     if setup.guard:

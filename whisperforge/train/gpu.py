@@ -119,9 +119,10 @@ def pick_device(setting: str, model_dir: Path, *, cuda_available: bool) -> str:
     return "cpu"
 
 
-def pick_precision(settings: dict, device: str, *, bf16_supported: bool) -> str:
+def pick_precision(
+    precision: str, fp16: bool | str | None, device: str, *, bf16_supported: bool
+) -> str:
     """`train.precision` (or the older `train.fp16`) -> "fp32", "fp16" or "bf16"."""
-    precision, fp16 = settings["precision"], settings["fp16"]
     if fp16 is True:
         if precision not in ("auto", "fp16"):
             raise WhisperforgeError(
