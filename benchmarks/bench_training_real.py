@@ -26,6 +26,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -78,6 +79,22 @@ def run_whisperforge(base: Path, train: Path, dev: Path, out: Path, steps: int) 
         base, train, dev, out / "model", out / "checkpoints", whisperforge_settings(steps)
     )
     return {"samples_per_s": summary["train_samples_per_second"], "steps": summary["global_step"]}
+
+
+def whisper_finetune_base(hf_dir: Path, out: Path) -> Path:
+    """A copy of the base that Whisper-Finetune's transformers (its pin: 4.51) can load: its
+    WhisperProcessor reads the slow tokenizer's vocab.json, merges.txt and added_tokens.json,
+    which a transformers-5 folder keeps only inside tokenizer.json (the same BPE, written out),
+    and it cannot read transformers 5's processor_config.json (left out)."""
+    shutil.copytree(hf_dir, out, ignore=shutil.ignore_patterns("processor_config.json"))
+    tokenizer = json.loads((hf_dir / "tokenizer.json").read_text(encoding="utf-8"))
+    bpe = tokenizer["model"]
+    (out / "vocab.json").write_text(json.dumps(bpe["vocab"], ensure_ascii=False), "utf-8")
+    merges = [m if isinstance(m, str) else " ".join(m) for m in bpe["merges"]]
+    (out / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", "utf-8")
+    added = {t["content"]: t["id"] for t in tokenizer["added_tokens"]}
+    (out / "added_tokens.json").write_text(json.dumps(added, ensure_ascii=False), "utf-8")
+    return out
 
 
 def whisper_finetune_command(
@@ -148,6 +165,7 @@ def main() -> None:
     base = work / "results/models/base/hf"
     train = absolute_manifest(work / "results/manifests/train.jsonl", work, tmp / "train.jsonl")
     dev = absolute_manifest(work / "results/manifests/dev.jsonl", work, tmp / "dev.jsonl")
+    wf_base = whisper_finetune_base(base, tmp / "whisper-finetune-base" / "hf")
     n_train = sum(1 for _ in train.open())
     steps = args.epochs * math.ceil(n_train / BATCH)
     print(
@@ -155,7 +173,7 @@ def main() -> None:
         f" whisper-base, {n_train} clips, batch {BATCH}, {steps} steps"
     )
     print("trainer\trun\tsamples/s\tsteps\tpeak RSS MiB")
-    rates: dict[str, list[float]] = {"whisperforge": [], "Whisper-Finetune": []}
+    rates: dict[str, list[float]] = {"Whisper-Finetune": [], "whisperforge": []}
     for repeat in range(args.repeats):
         for name in rates:
             out = tmp / f"{name}-{repeat}"
@@ -166,7 +184,7 @@ def main() -> None:
                 result = json.loads((out / "result.json").read_text())
             else:
                 command = whisper_finetune_command(
-                    args.whisper_finetune.resolve(), args.wf_python, base, train, dev,
+                    args.whisper_finetune.resolve(), args.wf_python, wf_base, train, dev,
                     out / "output", args.epochs,
                 )  # fmt: skip
                 peak = measured(command, out)

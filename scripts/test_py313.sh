@@ -26,10 +26,12 @@ LIGHT=(cn2an filelock grimp huggingface_hub import-linter jiwer jsonschema matpl
   pytest PyYAML requests ruff scipy snakefmt snakemake soundfile srt tqdm webvtt-py zhconv)
 pins=()
 for name in "${LIGHT[@]}"; do
-  pin=$(grep -m1 "^$name==" requirements-dev.txt) || {
+  # The pin's first field: a comment after it is not part of the requirement.
+  pin=$(awk -v want="$name==" 'index($1, want) == 1 { print $1; exit }' requirements-dev.txt)
+  if [ -z "$pin" ]; then
     echo "test_py313.sh: $name has no pin in requirements-dev.txt" >&2
     exit 1
-  }
+  fi
   pins+=("$pin")
 done
 
