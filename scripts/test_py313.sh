@@ -66,6 +66,7 @@ TESTS=(
   tests/test_recordings.py
   tests/test_report.py
   tests/test_report_corpora.py
+  tests/test_reruns.py
   tests/test_score.py
   tests/test_subtitle_files.py
   tests/test_timing.py

@@ -241,6 +241,27 @@ def test_a_decoder_edit_reruns_decoding_and_no_export(demo):
         assert rule not in planned, planned
 
 
+@pytest.mark.parametrize(
+    "module",
+    [
+        "whisperforge/metrics/score.py",
+        "whisperforge/model/merge.py",
+        "whisperforge/data/recordings.py",
+        "whisperforge/train/guard.py",
+        "whisperforge/report/summary.py",
+        "whisperforge/core/errors.py",
+    ],
+)
+def test_an_edit_reruns_what_the_readme_table_says_and_what_reads_it(demo, module):
+    """The README's table (tools/reruns.py) against Snakemake: editing `module` plans the same
+    jobs as forcing the rules the table names (the demo's runs all compute a CER: guarded)."""
+    from whisperforge.tools.reruns import rerun_table
+
+    rules = [rule.split(" (")[0] for rule in rerun_table(demo)[module]]
+    forced = jobs_planned(demo, *demo_args(), "--forcerun", *rules) if rules else {}
+    assert planned_after_editing(demo, module) == forced
+
+
 def test_lora_param_change_reruns_that_run_only(demo):
     change = overlay(demo, "lora.yaml", {"runs": {**FAST["runs"], "lora": {"lora": {"r": 4}}}})
     proc = snakemake(demo, "-n", *demo_args(change))
