@@ -256,35 +256,23 @@ def speech_dataset(
     data: datasets.Dataset | datasets.IterableDataset,
     processor: Any,
     *,
-    timestamps: bool = False,
-    augment: Augment | None = None,
-    seed: int = 0,
-    feature_padding: str = "transformers",
     size: int | None = None,
-    epoch: torch.Tensor | None = None,
+    **options: Any,
 ) -> datasets.Dataset | datasets.IterableDataset:
-    """`data` (a loaded manifest) with Whisper's inputs computed on the fly at each visit.
+    """`data` (a loaded manifest) with Whisper's inputs computed on the fly at each visit;
+    `options`: SpeechTransform's keywords (timestamps, augment, seed, feature_padding, epoch).
 
     A `Dataset` gets the transform with `with_transform`; an `IterableDataset` is shuffled with a
     seeded buffer (reshuffled each epoch: the Trainer calls `set_epoch`) and mapped lazily.
     `size`: the number of records of a streamed set, for the feature cache's decision.
-    `epoch`: a `shared_epoch()` the trainer sets, which keys the augmentation draws.
     """
     streamed = isinstance(data, datasets.IterableDataset)
     columns = list(data.features)
-    transform = SpeechTransform(
-        processor,
-        timestamps=timestamps,
-        augment=augment,
-        seed=seed,
-        feature_padding=feature_padding,
-        size=size if streamed else len(data),
-        epoch=epoch,
-    )
+    transform = SpeechTransform(processor, size=size if streamed else len(data), **options)
     if not streamed:
         return data.add_column(POSITION, list(range(len(data)))).with_transform(transform)
     numbered = data.map(lambda _, i: {POSITION: i}, with_indices=True)
-    shuffled = numbered.shuffle(seed=seed, buffer_size=SHUFFLE_BUFFER)
+    shuffled = numbered.shuffle(seed=transform.seed, buffer_size=SHUFFLE_BUFFER)
     # One record at a time: a batched map would compute 1000 log-mels (1 GB) before the first.
     return shuffled.map(transform.example, remove_columns=[*columns, POSITION])
 
