@@ -282,6 +282,19 @@ def read_hyps(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
+# --- real Chinese subtitle files (../shared/realsubs: films and series, no audio) -------------
+
+REALSUBS = ROOT.parent / "shared" / "realsubs"
+
+
+def realsubs_files() -> list[dict[str, str]]:
+    """The rows of ../shared/realsubs/index.tsv (file, encoding, source, notes)."""
+    import csv
+
+    with (REALSUBS / "index.tsv").open(encoding="utf-8", newline="") as f:
+        return list(csv.DictReader(f, delimiter="\t"))
+
+
 # --- real Mandarin speech (../shared/realzh: 20 recordings with references) --------------------
 
 REALZH = ROOT.parent / "shared" / "realzh"
