@@ -258,3 +258,14 @@ def test_real_subtitle_files_read_in_their_encoding_and_keep_chinese_only(row):
 
 def latin_only(line: str) -> bool:
     return bool(re.search("[A-Za-z]", line)) and not re.search("[\u3400-\u9fff]", line)
+
+
+def test_the_schemas_languages_are_the_ones_cleaning_knows():
+    import yaml
+    from helpers import ROOT
+
+    from whisperforge.data.subtitle_files import DEFAULT_LANGUAGE, LANGUAGES
+
+    schema = yaml.safe_load((ROOT / "schemas" / "config.schema.yaml").read_text(encoding="utf-8"))
+    language = schema["$defs"]["corpus"]["properties"]["language"]
+    assert language["enum"] == list(LANGUAGES) and language["default"] == DEFAULT_LANGUAGE

@@ -41,6 +41,7 @@ from whisperforge.core.errors import WhisperforgeError
 from whisperforge.core.files import atomic_path, write_json, write_text
 from whisperforge.data.subtitle_files import (
     DEFAULT_LANGUAGE,
+    LANGUAGES,
     SubtitleCue,
     clean_cue_text,
     read_subtitle_file,
@@ -233,7 +234,13 @@ def no_speech_windows(
 
 
 def window_record(
-    window: Window, index: int, corpus: str, name: str, speaker: str, wav: str
+    window: Window,
+    index: int,
+    corpus: str,
+    name: str,
+    speaker: str,
+    wav: str,
+    language: str = DEFAULT_LANGUAGE,
 ) -> dict[str, Any]:
     sentence = ""
     for cue in window.cues:
@@ -243,7 +250,7 @@ def window_record(
         "id": f"{corpus}-{name}-{index:04d}",
         "audio": {"path": wav, "start_time": window.start, "end_time": window.end},
         "sentence": sentence,
-        "language": "Chinese",
+        "language": LANGUAGES[language],
         "sentences": [
             {
                 "start": round(max(0.0, c.start - window.start), 2),
@@ -396,7 +403,7 @@ def prepare_recording(
     changes.update(subtitles.changes)  # what reading the file left out (ASS comments, signs)
     log.info("%s: timing %s", subtitle_path, timing)
 
-    fit = TextFit(seed_model, device, language="chinese", task="transcribe")
+    fit = TextFit(seed_model, device, language=LANGUAGES[language].lower(), task="transcribe")
     tokenizer = fit.processor.tokenizer
     tokens = lambda text: len(tokenizer(text, add_special_tokens=False).input_ids)  # noqa: E731
     max_s, seed = settings["max_audio_s"], settings["split_seed"]
@@ -410,7 +417,7 @@ def prepare_recording(
     silent = no_speech_windows(cues, speech, duration, max_audio_s=max_s, count=n_silent, seed=seed)
     wav = str(outputs["wav"])
     records = [
-        window_record(w, k, corpus, name, recording["speaker"], wav)
+        window_record(w, k, corpus, name, recording["speaker"], wav, language)
         for k, w in enumerate(sorted([*windows, *silent], key=lambda w: w.start))
     ]
     facts = recording_facts(

@@ -38,7 +38,8 @@ from pathlib import Path
 from whisperforge.core.errors import WhisperforgeError, one_line
 
 SCRIPTS = {"simplified": "zh-hans", "traditional": "zh-hant"}
-LANGUAGES = ("zh", "en")  # data.corpora.NAME.language (schemas/config.schema.yaml)
+# data.corpora.NAME.language (schemas/config.schema.yaml) -> Whisper's name of it
+LANGUAGES = {"zh": "Chinese", "en": "English"}
 DEFAULT_LANGUAGE = "zh"
 
 # Byte-order marks, exact: (mark, Python codec, the name stats give).
