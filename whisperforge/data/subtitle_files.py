@@ -136,8 +136,11 @@ def decode_subtitles(path: Path, data: bytes) -> tuple[str, str]:
         pass
     from charset_normalizer import from_bytes
 
-    best = from_bytes(data, cp_isolation=list(LEGACY_ENCODINGS)).best()
-    if best is not None:
+    guesses = list(from_bytes(data, cp_isolation=list(LEGACY_ENCODINGS)))
+    if guesses:
+        # A few short lines of GBK also read as clean Big5 (and back): on a tie GB18030, the
+        # mainland's encoding, wins. Two cues are enough to break the tie on real subtitles.
+        best = min(guesses, key=lambda m: (round(m.chaos, 3), -m.coherence, _rank(m.encoding)))
         name = _DECODER.get(best.encoding, best.encoding)
         try:
             return data.decode(name), name
@@ -147,6 +150,11 @@ def decode_subtitles(path: Path, data: bytes) -> tuple[str, str]:
         f"{path}: not text in any encoding read (UTF-8, UTF-16 with a byte-order mark, "
         "GB18030/GBK, Big5): save it as UTF-8"
     )
+
+
+def _rank(encoding: str) -> int:
+    decoder = _DECODER.get(encoding, encoding)
+    return LEGACY_ENCODINGS.index(decoder) if decoder in LEGACY_ENCODINGS else len(LEGACY_ENCODINGS)
 
 
 def _format_of(path: Path, text: str) -> str:
