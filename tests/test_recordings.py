@@ -224,24 +224,11 @@ def test_a_cue_in_another_language_only_is_dropped_with_its_reason():
     assert changes["translation_line"] == 1 and "other_language" not in changes
 
 
-def bilingual_ass(srt_text: str, english: list[str]) -> str:
-    """The .srt as a 简英 ASS file: each cue an English line under it, a comment and a sign."""
-    import pysubs2
-
-    subs = pysubs2.SSAFile.from_string(srt_text)
-    for event, line in zip(subs.events, english, strict=True):
-        event.text += r"\N{\fnArial\fs14}" + line
-    subs.styles["Sign"] = pysubs2.SSAStyle()
-    subs.events += [
-        pysubs2.SSAEvent(start=0, end=900, text="校对 某某", type="Comment"),
-        pysubs2.SSAEvent(start=1000, end=3000, text=r"{\pos(10,10)}第一课", style="Sign"),
-    ]
-    return subs.to_string("ass")
-
-
 def test_a_subtitle_file_in_gb18030_utf16_or_bilingual_ass_keeps_the_utf8_srts_cues(tiny, tmp_path):
     import csv
     import json
+
+    from helpers import bilingual_ass
 
     from whisperforge.data.recordings import prepare_recording
 
