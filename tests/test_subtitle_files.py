@@ -269,3 +269,24 @@ def test_the_schemas_languages_are_the_ones_cleaning_knows():
     schema = yaml.safe_load((ROOT / "schemas" / "config.schema.yaml").read_text(encoding="utf-8"))
     language = schema["$defs"]["corpus"]["properties"]["language"]
     assert language["enum"] == list(LANGUAGES) and language["default"] == DEFAULT_LANGUAGE
+
+
+@pytest.mark.parametrize(
+    ("style", "sign"),
+    [
+        ("Sign", True),
+        ("OP-Title", True),
+        ("ED", True),
+        ("注释", True),
+        ("屏幕字", True),
+        ("Default", False),
+        ("*Default", False),
+        ("Default-Top", False),
+        ("Subtitle", False),
+        ("DV 中文", False),
+    ],
+)
+def test_a_style_that_names_on_screen_text_is_a_sign(style, sign):
+    from whisperforge.data.subtitle_files import _is_sign_style
+
+    assert _is_sign_style(style) is sign

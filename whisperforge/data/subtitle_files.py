@@ -34,8 +34,12 @@ import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from whisperforge.core.errors import WhisperforgeError, one_line
+
+if TYPE_CHECKING:
+    import pysubs2
 
 SCRIPTS = {"simplified": "zh-hans", "traditional": "zh-hant"}
 # data.corpora.NAME.language (schemas/config.schema.yaml) -> Whisper's name of it
@@ -56,21 +60,22 @@ _DECODER = {"gbk": "gb18030", "gb2312": "gb18030"}  # GB18030 decodes all of bot
 FORMATS = {".srt": "srt", ".vtt": "vtt", ".ass": "ass", ".ssa": "ssa"}
 _NAMES = {"srt": "SRT", "vtt": "WebVTT", "ass": "ASS", "ssa": "SSA"}
 # An event whose style name holds one of these (case-insensitive) is on-screen text, not speech:
-# signs, translator's notes, titles and credits, song lyrics. Short words (OP, ED) only whole,
-# so that "Top" or "Speed" is not a sign.
+# signs, translator's notes, titles and credits, song lyrics. Short or common words only whole
+# (SIGN_STYLE_TOKENS), so that "Top", "Speed" or "Subtitle" is no sign.
 SIGN_STYLE_WORDS = (
-    "sign", "note", "title", "credit", "staff", "lyric", "karaoke", "song",
+    "sign", "note", "credit", "staff", "lyric", "karaoke", "song",
     "注释", "注釋", "屏幕", "标题", "標題", "片头", "片頭", "片尾", "歌词", "歌詞", "制作", "製作",
 )  # fmt: skip
-SIGN_STYLE_TOKENS = ("op", "ed", "kara")
+SIGN_STYLE_TOKENS = ("op", "ed", "kara", "title")
 _WORDS = re.compile(r"[a-z]+")
 _DRAWING = re.compile(r"\\p[1-9]")
 
 
 @dataclass(frozen=True)
 class SubtitleCue:
-    """One cue as the file has it: its number (1-based, as editors show it), times in seconds,
-    the raw text (lines joined by newlines)."""
+    """One cue as the file has it: its number (1-based, as editors show it: an ASS file's events
+    counted with its comments and signs), times in seconds, the text (lines joined by newlines;
+    an SRT or WebVTT cue's markup kept for `clean_cue_text` to count, an ASS event's removed)."""
 
     number: int
     start: float
@@ -169,7 +174,7 @@ def _format_of(path: Path, text: str) -> str:
     return found if found in FORMATS.values() else FORMATS.get(path.suffix.lower(), "srt")
 
 
-def _parse(path: Path, text: str, fmt: str, **options: bool):  # -> pysubs2.SSAFile
+def _parse(path: Path, text: str, fmt: str, **options: bool) -> pysubs2.SSAFile:
     import pysubs2
 
     if fmt == "vtt" and not text.startswith("WEBVTT"):
