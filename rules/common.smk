@@ -295,6 +295,7 @@ def seed_model_dir(corpus):
 # to another split rebuilds only the split manifests).
 RECORDING_KEYS = [
     "script",
+    "language",
     "max_audio_s",
     "no_speech_fraction",
     "unsubtitled_speech_s",

@@ -22,8 +22,9 @@ elif ! "$PY313" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))'; then
 fi
 
 # What the tested modules and tests import, and their tools (ruff, snakefmt: tests/test_lint.py).
-LIGHT=(cn2an filelock grimp huggingface_hub import-linter jiwer jsonschema matplotlib numpy psutil
-  pytest PyYAML requests ruff scipy snakefmt snakemake soundfile srt tqdm webvtt-py zhconv)
+LIGHT=(charset-normalizer cn2an filelock grimp huggingface_hub import-linter jiwer jsonschema
+  matplotlib numpy psutil pysubs2 pytest PyYAML requests ruff scipy snakefmt snakemake soundfile srt
+  tqdm webvtt-py zhconv)
 pins=()
 for name in "${LIGHT[@]}"; do
   # The pin's first field: a comment after it is not part of the requirement.

@@ -282,6 +282,34 @@ def read_hyps(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
+# --- real Chinese subtitle files (../shared/realsubs: films and series, no audio) -------------
+
+REALSUBS = ROOT.parent / "shared" / "realsubs"
+
+
+def realsubs_files() -> list[dict[str, str]]:
+    """The rows of ../shared/realsubs/index.tsv (file, encoding, source, notes)."""
+    import csv
+
+    with (REALSUBS / "index.tsv").open(encoding="utf-8", newline="") as f:
+        return list(csv.DictReader(f, delimiter="\t"))
+
+
+def bilingual_ass(srt_text: str, english: list[str]) -> str:
+    """The .srt as a 简英 ASS file: each cue an English line under it, a comment and a sign."""
+    import pysubs2
+
+    subs = pysubs2.SSAFile.from_string(srt_text)
+    for event, line in zip(subs.events, english, strict=True):
+        event.text += r"\N{\fnArial\fs14}" + line
+    subs.styles["Sign"] = pysubs2.SSAStyle()
+    subs.events += [
+        pysubs2.SSAEvent(start=0, end=900, text="校对 某某", type="Comment"),
+        pysubs2.SSAEvent(start=1000, end=3000, text=r"{\pos(10,10)}第一课", style="Sign"),
+    ]
+    return subs.to_string("ass")
+
+
 # --- real Mandarin speech (../shared/realzh: 20 recordings with references) --------------------
 
 REALZH = ROOT.parent / "shared" / "realzh"

@@ -91,3 +91,38 @@ def test_a_folder_with_an_unpaired_file_stops_before_any_job(workdir, tmp_path, 
     proc = snakemake(workdir, "-n", f"{CORPUS}/stats.json", *ARGS, "bad.yaml", check=False)
     assert proc.returncode != 0
     assert message in proc.stdout + proc.stderr
+
+
+def test_a_bilingual_utf16_ass_file_keeps_the_cues_its_utf8_srt_keeps(workdir):
+    from helpers import bilingual_ass
+
+    name = ODD[1]
+    folder = workdir / "enc lectures"
+    folder.mkdir()
+    shutil.copy(workdir / "my lectures" / f"{name}.flac", folder)
+    english = [f"Sentence {i}" for i in range(4)]
+    (folder / f"{name}.ass").write_bytes(bilingual_ass(srt(4), english).encode("utf-16"))
+    (workdir / "enc.yaml").write_text(
+        yaml.safe_dump(
+            {"data": {"corpora": {"enc": {"recordings": "enc lectures", "test": [], "dev": []}}}}
+        )
+    )
+    out = {
+        corpus: f"results/manifests/corpora/{corpus}/recordings/{name}" for corpus in ("lec", "enc")
+    }
+    snakemake(workdir, f"{out['enc']}.tsv", *ARGS, "enc.yaml")  # the one recording's job only
+
+    def kept(corpus: str) -> tuple[list, list]:
+        rows = (workdir / f"{out[corpus]}.tsv").read_text(encoding="utf-8").splitlines()
+        cues = [row.split("\t")[1:4] + row.split("\t")[5:] for row in rows]  # not the raw text
+        windows = [
+            json.loads(line) for line in (workdir / f"{out[corpus]}.jsonl").read_text().splitlines()
+        ]
+        return cues, [(w["audio"]["start_time"], w["sentence"], w["sentences"]) for w in windows]
+
+    assert kept("enc") == kept("lec")
+    facts = json.loads((workdir / f"{out['enc']}.json").read_text(encoding="utf-8"))
+    assert facts["subtitle_encoding"] == "utf-16le-bom"
+    assert (
+        facts["text_changes"]["translation_line"] == 4 and facts["text_changes"]["sign_style"] == 1
+    )

@@ -18,6 +18,7 @@ PACKAGE_OF = {
     "huggingface_hub": "huggingface_hub",
     "matplotlib": "matplotlib-base",
     "webvtt": "webvtt-py",
+    "charset_normalizer": "charset-normalizer",
 }
 STDLIB_OR_OURS = {"whisperforge", "_step"}
 

@@ -200,6 +200,21 @@ def test_correction_cer_counts_what_the_person_changed():
     assert correction_cer(model, model)["chars_changed"] == 0
 
 
+@pytest.mark.parametrize("encoding", ["gb18030", "utf-16", "utf-8-sig"])
+def test_the_persons_corrected_file_is_read_in_the_encoding_an_editor_saved_it_in(
+    tmp_path, encoding
+):
+    from whisperforge.evaluate.longform import correction_of_files
+
+    model = tmp_path / "lecture.mp4.srt"  # what whisperforge writes: UTF-8
+    model.write_text("1\n00:00:00,000 --> 00:00:02,000\n中国经齐\n", encoding="utf-8")
+    corrected = tmp_path / "lecture.srt"
+    text = "1\r\n00:00:00,000 --> 00:00:02,000\r\n中国经济\r\n"
+    corrected.write_bytes(text.encode(encoding))
+    out = correction_of_files(model, corrected)
+    assert (out["chars_changed"], out["corrected_chars"]) == (1, 4)
+
+
 def test_reference_json_round_trips_and_bad_files_name_themselves(tmp_path):
     cues = [Cue(0.0, 1.5, "你好"), Cue(2.0, 3.0, "再见")]
     path = tmp_path / "ref.json"

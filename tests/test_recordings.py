@@ -9,6 +9,7 @@ from whisperforge.data.recordings import (
     drop_unusable,
     no_speech_windows,
     rejected_srt,
+    timed_cues,
     window_record,
 )
 
@@ -205,3 +206,69 @@ def test_the_fit_decision_reads_the_margin_relative_to_its_spread_then_the_optio
     )
     # A single comparison has no spread: the relative rule cannot judge, the floor still can.
     assert fit_status({"margin": 0.05, "relative_margin": None}, check) == KEPT
+
+
+def test_a_cue_in_another_language_only_is_dropped_with_its_reason():
+    from pathlib import Path
+
+    from whisperforge.data.subtitle_files import SubtitleCue
+    from whisperforge.data.timing import Timing
+
+    raw = [SubtitleCue(1, 0, 1, "Hello there"), SubtitleCue(2, 1, 2, "你好\nHello")]
+    cues, changes = timed_cues(Path("a.srt"), raw, Timing(), None, "zh")
+    cues = drop_unusable(cues, 30.0, chars)
+    assert [(c.label, c.status.split(" (")[0]) for c in cues] == [
+        ("", "other language"),
+        ("你好", KEPT),
+    ]
+    assert changes["translation_line"] == 1 and "other_language" not in changes
+
+
+def test_a_subtitle_file_in_gb18030_utf16_or_bilingual_ass_keeps_the_utf8_srts_cues(tiny, tmp_path):
+    import csv
+    import json
+
+    from helpers import bilingual_ass
+
+    from whisperforge.data.recordings import prepare_recording
+
+    english = ["Today we", "talk economics", "[Music]", "- The market (laughs)", "went up"]
+    variants = {  # file name -> (bytes, the encoding stats.json names)
+        "gb.srt": (SRT.encode("gb18030"), "gb18030"),
+        "le.srt": (SRT.encode("utf-16"), "utf-16le-bom"),
+        "bilingual.ass": (bilingual_ass(SRT, english).encode("utf-16"), "utf-16le-bom"),
+    }
+    recording, outputs = lecture(tmp_path, "lec", SRT)
+    # The fit check off: a random tiny seed model would drop every cue, and leave no window.
+    settings = {**SETTINGS, "check": {**SETTINGS["check"], "min_margin": None}}
+
+    def run(subtitles: str, out: str) -> tuple[dict, list, list]:
+        outs = {k: tmp_path / out / v.name for k, v in outputs.items()}
+        facts = prepare_recording(
+            "c", "lec", {**recording, "subtitles": subtitles}, settings, tiny, "cpu", outs
+        )
+        with outs["report"].open(encoding="utf-8") as f:
+            rows = [
+                (r["cue"], r["start"], r["end"], r["label"], r["status"])
+                for r in csv.DictReader(f, delimiter="\t")
+            ]
+        windows = [json.loads(line) for line in outs["windows"].read_text().splitlines()]
+        for w in windows:
+            w["audio"].pop("path")
+        return facts, rows, windows
+
+    facts, rows, windows = run(recording["subtitles"], "utf8")
+    assert facts["subtitle_encoding"] == "utf-8"
+    assert [r[3] for r in rows] == ["今天我们", "讲经济", "", "股市", "上涨"]
+    assert sum(r[4] == KEPT for r in rows) == 4 and any(w["sentence"] for w in windows)
+    for name, (data, encoding) in variants.items():
+        (tmp_path / "lectures" / name).write_bytes(data)
+        got_facts, got_rows, got_windows = run(str(tmp_path / "lectures" / name), f"out-{name}")
+        assert got_facts["subtitle_encoding"] == encoding, name
+        if name.endswith(".ass"):
+            assert got_facts["text_changes"]["translation_line"] == 4  # [Music] is a note
+            assert got_facts["text_changes"]["comment_event"] == 1
+            assert got_facts["text_changes"]["sign_style"] == 1
+        assert (got_rows, got_windows) == (rows, windows), name
+        for key in ("cues", "cues_kept", "dropped", "windows", "offset_s"):
+            assert got_facts[key] == facts[key], (name, key)

@@ -4,7 +4,8 @@ recording belongs to, and how a run mixes corpora into its training manifests.
 Standard library only: the Snakefile imports it to plan one job per recording.
 
 A `recordings` corpus is a folder of recordings, each with a same-name subtitle file
-(`lecture01.mp4` + `lecture01.srt` or `.vtt`). Splits are held out by recording, never by clip:
+(`lecture01.mp4` + `lecture01.srt`, `.vtt`, `.ass` or `.ssa`, in any encoding subtitle_files.py
+reads). Splits are held out by recording, never by clip:
 `test:` and `dev:` name recordings (file name or stem) or speakers (`speakers:` maps a recording
 to its teacher, so that a split can hold out a whole speaker); a split not named gets a seeded
 fraction of the remaining recordings. No window of a held-out recording reaches training.
@@ -23,7 +24,7 @@ from whisperforge.core.errors import WhisperforgeError
 from whisperforge.core.manifest import read_manifest, write_jsonl
 
 AUDIO_EXTENSIONS = ("wav", "flac", "mp3", "m4a", "mp4", "mkv")  # as subtitles.inputs takes them
-SUBTITLE_EXTENSIONS = ("srt", "vtt")
+SUBTITLE_EXTENSIONS = ("srt", "vtt", "ass", "ssa")  # subtitle_files.FORMATS
 SPLITS = ("train", "dev", "test")
 
 
@@ -70,7 +71,7 @@ def find_recordings(
     for stem, path in audio.items():
         if stem not in subtitles:
             raise WhisperforgeError(
-                f"{path}: recording without a subtitle file ({stem}.srt or .vtt)"
+                f"{path}: recording without a subtitle file ({stem}.srt, .vtt, .ass or .ssa)"
             )
     for stem, path in subtitles.items():
         if stem not in audio:

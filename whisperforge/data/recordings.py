@@ -2,7 +2,9 @@
 
 1. The recording is decoded once to 16 kHz mono (`<corpus>/<name>.wav` under results/data/); the
    windows point into it with Whisper-Finetune's `audio.start_time`/`end_time`.
-2. The subtitle file is parsed and each cue's text cleaned into a label (subtitle_files.py).
+2. The subtitle file is read (SRT, WebVTT, ASS/SSA; UTF-8/16, GB18030, Big5) and each cue's text
+   cleaned into a label in the corpus's `language` (subtitle_files.py): a bilingual cue keeps
+   its spoken lines, a cue in another language only is dropped.
 3. Silero VAD (inside faster-whisper) finds the speech; the cues' global offset (and drift) is
    estimated against it and applied when confident (timing.py).
 4. Cues are dropped with a reason: no words (a sound note only), longer than `max_audio_s`,
@@ -37,13 +39,21 @@ import numpy as np
 from whisperforge.core.audio import SAMPLE_RATE
 from whisperforge.core.errors import WhisperforgeError
 from whisperforge.core.files import atomic_path, write_json, write_text
-from whisperforge.data.subtitle_files import SubtitleCue, clean_cue_text, read_subtitles, timestamp
+from whisperforge.data.subtitle_files import (
+    DEFAULT_LANGUAGE,
+    LANGUAGES,
+    SubtitleCue,
+    clean_cue_text,
+    read_subtitle_file,
+    timestamp,
+)
 from whisperforge.data.timing import Timing, estimate_timing
 
 log = logging.getLogger(__name__)
 
 MAX_LABEL_TOKENS = 448  # Whisper's decoder positions
 KEPT = "kept"
+OTHER_LANGUAGE = "other language"  # a cue with no line in the corpus's language
 EDGE_PAD_S = 0.2  # silence kept before and after a window's first and last cue, at most
 MIN_NO_SPEECH_S = 2.0  # shorter silent stretches make no empty-text window
 VAD_MIN_SILENCE_MS = 200  # timing and the speech-outside-cues check want tight speech bounds
@@ -95,11 +105,17 @@ def _join(left: str, right: str) -> str:
 
 
 def timed_cues(
-    path: Path, cues: Sequence[SubtitleCue], timing: Timing, script: str | None
+    path: Path,
+    cues: Sequence[SubtitleCue],
+    timing: Timing,
+    script: str | None,
+    language: str = DEFAULT_LANGUAGE,
 ) -> tuple[list[CueRecord], Counter]:
     records, changes = [], Counter()
     for cue in cues:
-        label, changed = clean_cue_text(cue.text, script)
+        label, changed = clean_cue_text(cue.text, script, language)
+        # A whole cue dropped is a status (the report, rejected.srt), not a change of text.
+        other = changed.pop("other_language", 0)
         changes.update(changed)
         text = " / ".join(line.strip() for line in cue.text.splitlines() if line.strip())
         records.append(
@@ -111,6 +127,7 @@ def timed_cues(
                 round(timing(cue.end), 3),
                 text,
                 label,
+                f"{OTHER_LANGUAGE} (not {language}: data.corpora.NAME.language)" if other else KEPT,
             )
         )
     return records, changes
@@ -119,11 +136,14 @@ def timed_cues(
 def drop_unusable(
     cues: list[CueRecord], max_audio_s: float, token_count: Callable[[str], int]
 ) -> list[CueRecord]:
-    """Cues no window may hold: no words, too long for one window, too many label tokens."""
+    """Cues no window may hold: no words, too long for one window, too many label tokens (a cue
+    already dropped, as in another language, keeps its reason)."""
     out = []
     for cue in cues:
         status = KEPT
-        if not cue.label:
+        if cue.status != KEPT:
+            status = cue.status
+        elif not cue.label:
             status = "no words (a sound note or markup only)"
         elif cue.end - cue.start > max_audio_s:
             status = (
@@ -214,7 +234,13 @@ def no_speech_windows(
 
 
 def window_record(
-    window: Window, index: int, corpus: str, name: str, speaker: str, wav: str
+    window: Window,
+    index: int,
+    corpus: str,
+    name: str,
+    speaker: str,
+    wav: str,
+    language: str = DEFAULT_LANGUAGE,
 ) -> dict[str, Any]:
     sentence = ""
     for cue in window.cues:
@@ -224,7 +250,7 @@ def window_record(
         "id": f"{corpus}-{name}-{index:04d}",
         "audio": {"path": wav, "start_time": window.start, "end_time": window.end},
         "sentence": sentence,
-        "language": "Chinese",
+        "language": LANGUAGES[language],
         "sentences": [
             {
                 "start": round(max(0.0, c.start - window.start), 2),
@@ -321,6 +347,7 @@ def recording_facts(
     duration: float,
     timing: Timing,
     changes: Counter,
+    subtitle_encoding: str = "utf-8",
 ) -> dict[str, Any]:
     """What stats.json says of one recording (no timings of the run: stable bytes)."""
     dropped = Counter(c.status.split(" (")[0] for c in cues if c.status != KEPT)
@@ -340,6 +367,7 @@ def recording_facts(
         "offset_s": timing.offset_s,
         "drift_s_per_h": timing.drift_s_per_h,
         "timing": asdict(timing),
+        "subtitle_encoding": subtitle_encoding,
     }
 
 
@@ -360,19 +388,22 @@ def prepare_recording(
     subtitle_path = Path(recording["subtitles"])
     audio = decode_recording(recording["audio"])
     duration = len(audio) / SAMPLE_RATE
-    raw = read_subtitles(subtitle_path)
+    subtitles = read_subtitle_file(subtitle_path)
+    raw = subtitles.cues
     if not raw:
         raise WhisperforgeError(f"{subtitle_path}: the subtitle file has no cues")
     check_within_audio(subtitle_path, raw, duration)
     speech = speech_intervals(audio)
 
-    untimed, _ = timed_cues(subtitle_path, raw, Timing(), settings["script"])
+    script, language = settings["script"], settings.get("language", DEFAULT_LANGUAGE)
+    untimed, _ = timed_cues(subtitle_path, raw, Timing(), script, language)
     spoken = [(c.start, c.end) for c in untimed if c.label]
     timing = estimate_timing(spoken, speech, duration, **settings["offset"])
-    cues, changes = timed_cues(subtitle_path, raw, timing, settings["script"])
+    cues, changes = timed_cues(subtitle_path, raw, timing, script, language)
+    changes.update(subtitles.changes)  # what reading the file left out (ASS comments, signs)
     log.info("%s: timing %s", subtitle_path, timing)
 
-    fit = TextFit(seed_model, device, language="chinese", task="transcribe")
+    fit = TextFit(seed_model, device, language=LANGUAGES[language].lower(), task="transcribe")
     tokenizer = fit.processor.tokenizer
     tokens = lambda text: len(tokenizer(text, add_special_tokens=False).input_ids)  # noqa: E731
     max_s, seed = settings["max_audio_s"], settings["split_seed"]
@@ -386,10 +417,12 @@ def prepare_recording(
     silent = no_speech_windows(cues, speech, duration, max_audio_s=max_s, count=n_silent, seed=seed)
     wav = str(outputs["wav"])
     records = [
-        window_record(w, k, corpus, name, recording["speaker"], wav)
+        window_record(w, k, corpus, name, recording["speaker"], wav, language)
         for k, w in enumerate(sorted([*windows, *silent], key=lambda w: w.start))
     ]
-    facts = recording_facts(name, recording, cues, windows, silent, duration, timing, changes)
+    facts = recording_facts(
+        name, recording, cues, windows, silent, duration, timing, changes, subtitles.encoding
+    )
     facts["seed_model"] = str(seed_model)
     # What a whole-recording evaluation is scored against (longform.read_reference): every cue
     # with words, at the audio's times. Not only the kept ones: the person's subtitles are the
