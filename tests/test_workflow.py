@@ -247,8 +247,6 @@ def test_a_decoder_edit_reruns_decoding_and_no_export(demo):
         "whisperforge/metrics/score.py",
         "whisperforge/model/merge.py",
         "whisperforge/data/recordings.py",
-        "whisperforge/train/guard.py",
-        "whisperforge/report/summary.py",
         "whisperforge/core/errors.py",
     ],
 )
