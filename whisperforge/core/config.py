@@ -37,9 +37,12 @@ def schema_error_line(error: jsonschema.ValidationError, prefix: str = "") -> st
     message = error.message
     if error.validator == "additionalProperties":
         message = message.replace("Additional properties are not allowed", "unknown key")
-    elif error.validator == "oneOf" and isinstance(error.schema, dict):
-        if error.schema.get("description"):  # the forms in words, not the instance's repr
-            message = f"must be {error.schema['description']}"
+    elif (
+        error.validator == "oneOf"
+        and isinstance(error.schema, dict)
+        and "description" in error.schema
+    ):
+        message = f"must be {error.schema['description']}"  # the forms in words, not a repr
     return f"config {_key_path(error, prefix)}: {message}".replace("\n", " ")
 
 

@@ -66,9 +66,17 @@ def open_dataset(folder: str | Path, name: str | None, key: str) -> Mapping[str,
         ) from None
 
 
-def iter_rows(dataset: Any) -> Iterator[dict[str, Any]]:
-    """A split's rows as plain dicts, Audio columns undecoded (`{bytes, path}`)."""
-    for table in dataset.with_format("arrow").iter(batch_size=BATCH_ROWS):
+def iter_rows(dataset: Any, source: str) -> Iterator[dict[str, Any]]:
+    """A split's rows as plain dicts, Audio columns undecoded (`{bytes, path}`); a dataset that
+    `datasets` cannot read (a metadata.csv whose columns change type ...) is one line."""
+    tables = iter(dataset.with_format("arrow").iter(batch_size=BATCH_ROWS))
+    while True:
+        try:
+            table = next(tables)
+        except StopIteration:
+            return
+        except Exception as e:  # pyarrow's ArrowInvalid, datasets' own errors, OSError ...
+            raise WhisperforgeError(f"{source}: cannot read its rows ({one_line(e)})") from None
         yield from table.to_pylist()
 
 
@@ -144,7 +152,7 @@ def import_split(
     rows = SplitRows(source=source)
     base, audio_dir, staging = folders
     (staging / split).mkdir(parents=True, exist_ok=True)
-    for index, row in enumerate(iter_rows(dataset)):
+    for index, row in enumerate(iter_rows(dataset, source)):
         if index == 0:
             _check_columns(row, hf, key, source)
         where = f"{source} row {index}"
@@ -204,39 +212,3 @@ def import_hf_corpus(
             )
         check_not_empty(splits, hf["splits"], key)
     return write_corpus("hf", splits, out_dir, policy)
-
-
-def fetch_hub_dataset(corpus: str, hf: Mapping[str, Any], out_dir: str | Path) -> Path:
-    """A hub dataset (`hf.path`@`hf.revision`, only `hf.allow_patterns` when given) fetched once
-    with huggingface_hub into out_dir. The download lands in a staging folder beside out_dir
-    (kept on failure, so that a retry resumes it); HF_ENDPOINT (a mirror) and HF_TOKEN are read
-    by huggingface_hub itself."""
-    import os
-    import shutil
-
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
-
-    out_dir = Path(out_dir)
-    staging = out_dir.with_name(f".{out_dir.name}.fetch")
-    try:
-        snapshot_download(
-            hf["path"],
-            repo_type="dataset",
-            revision=hf.get("revision"),
-            allow_patterns=hf.get("allow_patterns"),
-            local_dir=str(staging),
-        )
-    except (HfHubHTTPError, LocalEntryNotFoundError, OSError) as e:
-        endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
-        raise WhisperforgeError(
-            f"config data.corpora.{corpus}.hf.path: cannot fetch dataset {hf['path']}@"
-            f"{hf.get('revision') or 'main'} from {endpoint} ({type(e).__name__}); set "
-            "HF_ENDPOINT to a mirror, or point hf.path at a local folder"
-        ) from None
-    shutil.rmtree(staging / ".cache", ignore_errors=True)  # huggingface_hub's bookkeeping
-    if out_dir.exists():  # a previous snapshot (another revision): the fresh one replaces it
-        shutil.rmtree(out_dir)
-    os.replace(staging, out_dir)
-    log.info("fetched dataset %s@%s into %s", hf["path"], hf.get("revision"), out_dir)
-    return out_dir
