@@ -181,11 +181,12 @@ def corpus_kind(settings: Mapping[str, Any]) -> str:
     return next(k for k in ("recordings", "manifests", "hf", "lhotse") if k in settings)
 
 
-def hf_folder(corpus: str, hf: Mapping[str, Any]) -> tuple[str, bool]:
+def hf_folder(corpus: str, hf: Mapping[str, Any], root: str | Path = ".") -> tuple[str, bool]:
     """The folder an hf corpus is read from and whether it is a hub snapshot to fetch: `path`
-    itself when it is a local folder, else (a hub id) its snapshot under HUB_DATASETS."""
+    itself when it is a local folder (relative to `root`, the workflow's directory), else (a hub
+    id) its snapshot under HUB_DATASETS."""
     path = Path(str(hf["path"])).expanduser()
-    if path.is_dir():
+    if (Path(root) / path).is_dir():
         return str(path), False
     if not HUB_ID.match(str(hf["path"])):
         raise WhisperforgeError(
