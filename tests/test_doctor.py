@@ -93,6 +93,7 @@ def test_real_config_on_this_cpu_machine_names_cuda_and_base_model(workflow: Pat
         "memory",
         "base model",
         "data",
+        "corpora",
     }
     fails = sum(line.startswith("FAIL") for line in found.values())
     assert proc.stdout.splitlines()[-1] == (
@@ -106,7 +107,8 @@ def test_demo_profile_on_the_cpu_is_ready(workflow: Path):
         proc = run_doctor(workflow, "--configfile", "config.yaml", *configfiles)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         found = findings_of(proc.stdout)
-        assert len(found) == 6
+        assert len(found) == 7
+        assert found["corpora"] == "ok    corpora: lectures: recordings"
         assert not [line for line in found.values() if line.startswith("FAIL")]
         assert found["base model"].startswith("ok    base model: tiny")
         assert proc.stdout.splitlines()[-1].startswith("doctor: ready")
