@@ -16,7 +16,13 @@ from whisperforge.core.config import (
     run_settings,
     validate_config,
 )
-from whisperforge.data.corpora import corpus_plan
+from whisperforge.data.corpora import (
+    corpus_kind,
+    corpus_plan,
+    has_test_split,
+    hf_folder,
+    lhotse_manifests,
+)
 from whisperforge.core.basemodel import resolve_base
 from whisperforge.core.options import decode_keys
 from whisperforge.core.errors import WhisperforgeError
@@ -54,14 +60,19 @@ try:
         for name, corpus in CORPORA.items()
         if "recordings" in corpus
     }
+    # hf corpora: {corpus: (the folder read, whether it is a hub snapshot to fetch)}
+    HF_FOLDERS = {
+        name: hf_folder(name, corpus["hf"])
+        for name, corpus in CORPORA.items()
+        if "hf" in corpus
+    }
 except WhisperforgeError as e:
     raise WorkflowError(str(e)) from None
 # A corpus's test split is scored by every model, under the corpus's name.
 CORPUS_SETS = sorted(
     name
-    for name in CORPORA
-    if name not in RECORDINGS
-    or any(r["split"] == "test" for r in RECORDINGS[name].values())
+    for name, corpus in CORPORA.items()
+    if has_test_split(corpus, RECORDINGS.get(name))
 )
 EVAL_SETS = [
     *EVAL_SPLITS,
@@ -246,7 +257,12 @@ def all_targets():
 # --- own-recordings corpora (rules/corpora.smk) ---
 
 RECORDING_CORPORA = sorted(RECORDINGS)
-MANIFEST_CORPORA = sorted(name for name in CORPORA if name not in RECORDINGS)
+MANIFEST_CORPORA = sorted(
+    n for n, c in CORPORA.items() if corpus_kind(c) == "manifests"
+)
+HF_CORPORA = sorted(HF_FOLDERS)
+HUB_CORPORA = sorted(name for name, (_, hub) in HF_FOLDERS.items() if hub)
+LHOTSE_CORPORA = sorted(n for n, c in CORPORA.items() if corpus_kind(c) == "lhotse")
 ALL_RECORDINGS = sorted({r for plan in RECORDINGS.values() for r in plan})
 
 
@@ -317,3 +333,29 @@ def model_subtitles(corpus):
         if srt.is_file():
             out[name] = str(srt)
     return out
+
+
+def hf_input(corpus):
+    """What an hf corpus is read from: the files of its local folder (an edit there reimports
+    it), or its hub snapshot (fetch_hf_corpus)."""
+    folder, hub = HF_FOLDERS[corpus]
+    if hub:
+        return [folder]
+    return sorted(
+        str(p)
+        for p in Path(folder).rglob("*")
+        if p.is_file()
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
+
+
+def lhotse_input(corpus):
+    """The lhotse manifests a lhotse corpus reads, every split's."""
+    return [
+        path for paths in lhotse_manifests(CORPORA[corpus]).values() for path in paths
+    ]
+
+
+def data_filters():
+    """The `data` keys an imported corpus's rows are filtered by, and data.bad_wav."""
+    return {f.name: config["data"][f.name] for f in fields(Filters)}

@@ -6,7 +6,9 @@
 # and the runs whose mix names the corpus; the test split and every other run stay as they are.
 #   results/manifests/corpora/<corpus>/{train,dev,test}.jsonl, stats.json, report.tsv,
 #   <recording>.rejected.srt
-# A manifests corpus is checked and copied like data.manifests.
+# A manifests corpus is checked and copied like data.manifests; an hf corpus (a Hugging Face
+# dataset: a local folder, or a hub dataset fetched once) and a lhotse corpus are read with their
+# own libraries into the same manifests (whisperforge/data/hfcorpus.py, lhotsecorpus.py).
 # A run with a mix trains on results/manifests/runs/<run>/{train,dev}.jsonl.
 
 
@@ -129,6 +131,80 @@ rule import_corpus_manifests:
         code=code_digest("import_manifests.py"),
     script:
         "../scripts/import_manifests.py"
+
+
+rule fetch_hf_corpus:
+    # A hub dataset, once (the login node has the internet): HF_ENDPOINT picks a mirror.
+    output:
+        directory("resources/datasets/{corpus_name}"),
+    log:
+        "logs/corpora/{corpus_name}/fetch_hf.log",
+    wildcard_constraints:
+        corpus_name="|".join(re.escape(c) for c in HUB_CORPORA) or "^$",
+    retries: 2
+    localrule: True
+    conda:
+        "../envs/data.yaml"
+    params:
+        hf=lambda wc: {
+            key: CORPORA[wc.corpus_name]["hf"][key]
+            for key in ("path", "revision", "allow_patterns")
+        },
+        code=code_digest("fetch_hf_corpus.py"),
+    script:
+        "../scripts/fetch_hf_corpus.py"
+
+
+rule import_hf_corpus:
+    # A Hugging Face dataset's rows as 16 kHz wavs and manifests.
+    input:
+        lambda wc: hf_input(wc.corpus_name),
+    output:
+        **{
+            split: f"results/manifests/corpora/{{corpus_name}}/{split}.jsonl"
+            for split in SPLITS
+        },
+        stats="results/manifests/corpora/{corpus_name}/stats.json",
+        audio=directory("results/data/corpora/{corpus_name}"),
+    log:
+        "logs/corpora/{corpus_name}/import_hf.log",
+    benchmark:
+        "benchmarks/out/import_hf_corpus_{corpus_name}.tsv"
+    wildcard_constraints:
+        corpus_name="|".join(re.escape(c) for c in HF_CORPORA) or "^$",
+    conda:
+        "../envs/data.yaml"
+    params:
+        hf=lambda wc: CORPORA[wc.corpus_name]["hf"],
+        folder=lambda wc: HF_FOLDERS[wc.corpus_name][0],
+        data=data_filters(),
+        code=code_digest("import_hf_corpus.py"),
+    script:
+        "../scripts/import_hf_corpus.py"
+
+
+rule import_lhotse_corpus:
+    # lhotse manifests' supervisions as manifest records pointing into their recordings.
+    input:
+        lambda wc: lhotse_input(wc.corpus_name),
+    output:
+        **{
+            split: f"results/manifests/corpora/{{corpus_name}}/{split}.jsonl"
+            for split in SPLITS
+        },
+        stats="results/manifests/corpora/{corpus_name}/stats.json",
+    log:
+        "logs/corpora/{corpus_name}/import_lhotse.log",
+    wildcard_constraints:
+        corpus_name="|".join(re.escape(c) for c in LHOTSE_CORPORA) or "^$",
+    conda:
+        "../envs/lhotse.yaml"
+    params:
+        lhotse=lambda wc: CORPORA[wc.corpus_name]["lhotse"],
+        data=data_filters(),
+        code=code_digest("import_lhotse_corpus.py"),
+    script:
+        "../scripts/import_lhotse_corpus.py"
 
 
 rule mix_run:

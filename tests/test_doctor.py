@@ -93,6 +93,7 @@ def test_real_config_on_this_cpu_machine_names_cuda_and_base_model(workflow: Pat
         "memory",
         "base model",
         "data",
+        "corpora",
     }
     fails = sum(line.startswith("FAIL") for line in found.values())
     assert proc.stdout.splitlines()[-1] == (
@@ -106,7 +107,8 @@ def test_demo_profile_on_the_cpu_is_ready(workflow: Path):
         proc = run_doctor(workflow, "--configfile", "config.yaml", *configfiles)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         found = findings_of(proc.stdout)
-        assert len(found) == 6
+        assert len(found) == 7
+        assert found["corpora"] == "ok    corpora: lectures: recordings"
         assert not [line for line in found.values() if line.startswith("FAIL")]
         assert found["base model"].startswith("ok    base model: tiny")
         assert proc.stdout.splitlines()[-1].startswith("doctor: ready")
@@ -282,3 +284,47 @@ def test_a_faster_whisper_base_is_checked_as_the_dag_will_import_it(tmp_path, fa
     config["model"]["base"] = str(torn)
     finding = doctor.check_base_model(config, tmp_path, fake_probes())
     assert finding.status == "FAIL" and str(torn / "model.bin") in finding.message
+
+
+# --- corpora -----------------------------------------------------------------------------------
+
+
+def corpora_config(tmp_path: Path) -> dict:
+    (tmp_path / "af" / "train").mkdir(parents=True)
+    (tmp_path / "af" / "train" / "a.mp3").write_bytes(b"x" * 1000)
+    (tmp_path / "af" / "train" / "b.wav").write_bytes(b"x" * 500)
+    config = real_config()
+    config["data"]["corpora"] = {
+        "af": {"hf": {"path": "af", "revision": None}},
+        "cv": {"hf": {"path": "someone/cv-zh", "revision": "v1"}},
+    }
+    return config
+
+
+def test_each_corpus_counts_in_the_disk_estimate_a_hub_one_by_the_hubs_size(tmp_path: Path):
+    config = corpora_config(tmp_path)
+    need = doctor.disk_needed(config, tmp_path, 0, {"cv": 10**6})
+    assert need["corpora"] == 4 * 1000 + 500 + 10**6 * (1 + 4)  # mp3 decodes to ~4x
+    (tmp_path / "results/manifests/corpora/af").mkdir(parents=True)
+    (tmp_path / "results/manifests/corpora/af/stats.json").write_text("{}")
+    (tmp_path / "resources/datasets/cv").mkdir(parents=True)  # fetched: its wavs still to come
+    assert doctor.disk_needed(config, tmp_path, 0)["corpora"] == 0
+
+
+def test_a_hub_corpus_is_reachable_or_fetched_and_the_endpoint_is_named(tmp_path, monkeypatch):
+    config = corpora_config(tmp_path)
+    monkeypatch.setenv("HF_ENDPOINT", "https://hf-mirror.com")
+
+    def unreachable(repo_id, revision):
+        raise ConnectionError("timed out")
+
+    findings = by_check(doctor.run_checks(config, tmp_path, fake_probes(hub_dataset=unreachable)))
+    assert findings["corpora"].status == "FAIL"
+    assert (
+        "cv: cannot reach https://hf-mirror.com for dataset someone/cv-zh@v1 "
+        "(ConnectionError: timed out)" in (findings["corpora"].message)
+    )
+    reachable = fake_probes(hub_dataset=lambda repo_id, revision: 2 * 10**9)
+    found = by_check(doctor.run_checks(config, tmp_path, reachable))["corpora"]
+    assert found.status == "ok" and "af: local folder af" in found.message
+    assert "someone/cv-zh@v1 on https://hf-mirror.com (2.0 GB)" in found.message

@@ -118,3 +118,28 @@ def test_the_learning_curve_is_drawn_with_or_without_points(tmp_path):
     again = tmp_path / "again.png"
     plot_learning_curve(curve, again)
     assert again.read_bytes() == (tmp_path / "curve.png").read_bytes()  # stable bytes
+
+
+def test_an_hf_or_lhotse_corpus_shows_hours_utterances_speakers_and_skips_per_split():
+    stats = {
+        "kind": "hf",
+        "utterances": {"train": 12, "dev": 0, "test": 4},
+        "hours": {"train": 0.02, "dev": 0.0, "test": 0.005},
+        "speakers": {"train": 3, "dev": 0, "test": 1},
+        "skipped": {"train": {"empty_text": 2, "missing_audio": 1}, "dev": {}, "test": {}},
+    }
+    text = corpora_section({"cv": stats})
+    train = next(line for line in text.splitlines() if line.startswith("| cv (hf) | train"))
+    cells = [c.strip() for c in train.strip("|").split("|")]
+    assert cells == [
+        "cv (hf)",
+        "train",
+        "",
+        "3",
+        "",
+        "0.020",
+        "0.020",
+        "12",
+        "empty_text: 2, missing_audio: 1",
+    ]
+    assert "| cv (hf) | test" in text and "| cv (hf) | dev" not in text  # no dev split

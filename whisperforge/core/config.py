@@ -37,6 +37,12 @@ def schema_error_line(error: jsonschema.ValidationError, prefix: str = "") -> st
     message = error.message
     if error.validator == "additionalProperties":
         message = message.replace("Additional properties are not allowed", "unknown key")
+    elif (
+        error.validator == "oneOf"
+        and isinstance(error.schema, dict)
+        and "description" in error.schema
+    ):
+        message = f"must be {error.schema['description']}"  # the forms in words, not a repr
     return f"config {_key_path(error, prefix)}: {message}".replace("\n", " ")
 
 
@@ -137,13 +143,18 @@ MAIN_CORPUS = "aishell"  # the name a mix gives the main corpus (AISHELL or data
 
 
 def check_corpus(name: str, corpus: dict[str, Any]) -> None:
-    """A corpus's folder or manifests must exist (its files are checked by its own steps)."""
+    """A corpus's folder or manifests must exist (its files are checked by its own steps; an hf
+    corpus's folder or hub id when the workflow is planned, data/corpora.py hf_folder)."""
     key = f"config data.corpora.{name}"
     if "recordings" in corpus and not Path(corpus["recordings"]).expanduser().is_dir():
         raise WhisperforgeError(f"{key}.recordings: {corpus['recordings']}: folder not found")
     for split, manifest in (corpus.get("manifests") or {}).items():
         if not Path(manifest).expanduser().is_file():
             raise WhisperforgeError(f"{key}.manifests.{split}: {manifest}: manifest not found")
+    for kind, splits in (corpus.get("lhotse") or {}).items():
+        for split, manifest in splits.items():
+            if not Path(manifest).expanduser().is_file():
+                raise WhisperforgeError(f"{key}.lhotse.{kind}.{split}: {manifest}: not found")
 
 
 def check_mix(run: str, mix: dict[str, Any], corpora: dict[str, Any]) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -166,6 +167,56 @@ def corpus_plan(corpus: str, settings: Mapping[str, Any]) -> dict[str, dict[str,
         }
         for r in recordings
     }
+
+
+# --------------------------------------------------------------------------- hf and lhotse corpora
+
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")  # owner/name, as the hub spells ids
+HUB_DATASETS = "resources/datasets"  # where hub datasets are fetched to, one folder per corpus
+
+
+def corpus_kind(settings: Mapping[str, Any]) -> str:
+    """recordings, manifests, hf or lhotse: the one key of these a corpus has (the schema's
+    oneOf)."""
+    return next(k for k in ("recordings", "manifests", "hf", "lhotse") if k in settings)
+
+
+def hf_folder(corpus: str, hf: Mapping[str, Any], root: str | Path = ".") -> tuple[str, bool]:
+    """The folder an hf corpus is read from and whether it is a hub snapshot to fetch: `path`
+    itself when it is a local folder (relative to `root`, the workflow's directory), else (a hub
+    id) its snapshot under HUB_DATASETS."""
+    path = Path(str(hf["path"])).expanduser()
+    if (Path(root) / path).is_dir():
+        return str(path), False
+    if not HUB_ID.match(str(hf["path"])):
+        raise WhisperforgeError(
+            f"config data.corpora.{corpus}.hf.path: {hf['path']}: neither a folder nor a hub "
+            "dataset id (owner/name)"
+        )
+    return f"{HUB_DATASETS}/{corpus}", True
+
+
+def lhotse_manifests(settings: Mapping[str, Any]) -> dict[str, list[str]]:
+    """split -> the lhotse manifests a lhotse corpus reads for it (none: an empty split)."""
+    lhotse = settings["lhotse"]
+    kinds = ["cuts"] if "cuts" in lhotse else ["recordings", "supervisions"]
+    return {
+        split: [lhotse[k][split] for k in kinds if (lhotse.get(k) or {}).get(split)]
+        for split in SPLITS
+    }
+
+
+def has_test_split(settings: Mapping[str, Any], plan: Mapping[str, Any] | None = None) -> bool:
+    """Whether a corpus has a test split to score every model on (`plan`: a recordings corpus's
+    corpus_plan)."""
+    kind = corpus_kind(settings)
+    if kind == "recordings":
+        return any(r["split"] == "test" for r in (plan or {}).values())
+    if kind == "hf":
+        return bool(settings["hf"]["splits"].get("test"))
+    if kind == "lhotse":
+        return bool(lhotse_manifests(settings)["test"])
+    return True
 
 
 # --------------------------------------------------------------------------- a run's mix

@@ -34,12 +34,38 @@ LONGFORM_COLUMNS = (
 )
 
 
+def imported_rows(corpus: str, s: Mapping[str, Any]) -> list[list[str]]:
+    """A manifests, hf or lhotse corpus's rows: hours and (hf, lhotse) utterances, speakers and
+    the rows skipped, by reason, per split."""
+    rows = []
+    for split in ("train", "dev", "test"):
+        utterances = s.get("utterances", {}).get(split)
+        if s.get("kind") in ("hf", "lhotse") and not utterances:
+            continue  # a split the corpus does not have
+        skipped = (s.get("skipped") or {}).get(split) or {}
+        speakers = (s.get("speakers") or {}).get(split)
+        hours = f"{s['hours'][split]:.3f}"
+        rows.append(
+            [
+                f"{corpus} ({s['kind']})" if "kind" in s else corpus,
+                split,
+                "",
+                "" if speakers is None else str(speakers),
+                "",
+                hours,
+                hours if "kind" in s else "",
+                "" if utterances is None else str(utterances),
+                ", ".join(f"{reason}: {n}" for reason, n in skipped.items()) or "-",
+            ]
+        )
+    return rows
+
+
 def corpora_section(stats: Mapping[str, Mapping[str, Any]]) -> str:
     rows, rejected = [], []
     for corpus, s in sorted(stats.items()):
-        if s.get("kind") != "recordings":  # a manifests corpus: its counts only
-            for split in ("train", "dev", "test"):
-                rows.append([corpus, split, "", "", f"{s['hours'][split]:.3f}", "", "", ""])
+        if s.get("kind") != "recordings":  # manifests, hf, lhotse: hours, utterances, skips
+            rows += imported_rows(corpus, s)
             continue
         for split, t in s["splits"].items():
             if not t["recordings"]:
@@ -50,6 +76,7 @@ def corpora_section(stats: Mapping[str, Mapping[str, Any]]) -> str:
                     corpus,
                     split,
                     str(t["recordings"]),
+                    str(t["speakers"]),
                     f"{t['cues_kept']}/{t['cues']}",
                     f"{t['hours_in']:.3f}",
                     f"{t['hours_kept']:.3f}",
@@ -68,18 +95,20 @@ def corpora_section(stats: Mapping[str, Mapping[str, Any]]) -> str:
             "corpus",
             "split",
             "recordings",
+            "speakers",
             "cues kept",
             "hours in",
             "hours kept",
-            "windows",
+            "windows / utterances",
             "dropped",
         ],
         rows,
-        [False, False, True, True, True, True, True, False],
+        [False, False, True, True, True, True, True, True, False],
     )
     parts = [
-        "Each corpus's `report.tsv` (results/manifests/corpora/<corpus>/) has one row per cue: "
-        "kept, or why not.",
+        "Each recordings corpus's `report.tsv` (results/manifests/corpora/<corpus>/) has one row "
+        "per cue: kept, or why not; an hf or lhotse corpus counts its skipped rows by reason "
+        "(data.bad_wav: skip, and the data filters) in its stats.json.",
         table,
     ]
     if rejected:

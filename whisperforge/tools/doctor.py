@@ -33,6 +33,8 @@ from whisperforge.core.basemodel import BaseModel, resolve_base
 from whisperforge.core.config import deep_merge, run_settings, validate_config
 from whisperforge.core.errors import WhisperforgeError, first_line, one_line
 from whisperforge.data.aishell import WAVS_PER_ARCHIVE_BYTE
+from whisperforge.data.corpora import AUDIO_EXTENSIONS, corpus_kind, hf_folder
+from whisperforge.data.hubdata import hub_endpoint
 from whisperforge.model.ct2import import read_whisper
 from whisperforge.train.gpu import CPU_OK_PARAMETERS, parameter_count
 
@@ -230,6 +232,14 @@ def probe_hub_cache(repo_id: str, revision: str | None) -> Path | None:
     return Path(found).parent if isinstance(found, str) else None
 
 
+def probe_hub_dataset(repo_id: str, revision: str | None) -> int:
+    """Bytes of a hub dataset's files at revision; raises when the hub cannot serve it."""
+    from huggingface_hub import HfApi
+
+    info = HfApi().dataset_info(repo_id, revision=revision, files_metadata=True, timeout=10)
+    return sum(s.size or 0 for s in info.siblings or [])
+
+
 @dataclass
 class Probes:
     torch_cuda: Callable[[], TorchCuda] = probe_torch_cuda
@@ -238,6 +248,7 @@ class Probes:
     mem_available: Callable[[], int | None] = probe_mem_available
     hub: Callable[[str, str | None], None] = probe_hub
     hub_cache: Callable[[str, str | None], Path | None] = probe_hub_cache
+    hub_dataset: Callable[[str, str | None], int] = probe_hub_dataset
 
 
 # --- what the config asks for -------------------------------------------------------------------
@@ -289,7 +300,45 @@ def training_jobs(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return jobs
 
 
-def disk_needed(config: dict[str, Any], workdir: Path, base_bytes: int) -> dict[str, int]:
+# 16-bit 16 kHz wav bytes per byte of compressed audio (mp3/m4a/opus/parquet of them; a
+# generous guess: Common Voice's 64 kb/s mp3 decodes to 4x, a video's audio to less).
+WAV_PER_COMPRESSED_BYTE = 4
+
+
+def audio_bytes(folder: Path) -> int:
+    """The 16 kHz wavs a folder of audio (or parquet) decodes to, roughly."""
+    total = 0
+    for path in folder.rglob("*"):
+        suffix = path.suffix.lower().lstrip(".")
+        if path.is_file() and (suffix in AUDIO_EXTENSIONS or suffix in ("parquet", "arrow")):
+            factor = 1 if suffix == "wav" else WAV_PER_COMPRESSED_BYTE
+            total += factor * path.stat().st_size
+    return total
+
+
+def corpus_bytes(name: str, corpus: dict[str, Any], workdir: Path, hub_bytes: int) -> int:
+    """What a data.corpora corpus still writes: its recordings or rows decoded to 16 kHz wavs
+    (and a hub dataset's snapshot, `hub_bytes`); nothing once imported, or for manifests and
+    lhotse corpora (they point at audio in place)."""
+    if (workdir / f"results/manifests/corpora/{name}/stats.json").is_file():
+        return 0
+    kind = corpus_kind(corpus)
+    if kind == "recordings":
+        return audio_bytes(workdir / Path(corpus["recordings"]).expanduser())
+    if kind != "hf":
+        return 0
+    folder, hub = hf_folder(name, corpus["hf"], workdir)
+    if hub and not (workdir / folder).is_dir():
+        return hub_bytes * (1 + WAV_PER_COMPRESSED_BYTE)
+    return audio_bytes(workdir / folder)
+
+
+def disk_needed(
+    config: dict[str, Any],
+    workdir: Path,
+    base_bytes: int,
+    hub_corpora: dict[str, Any] | None = None,
+) -> dict[str, int]:
     """Bytes the run will still write under workdir, by part (a rough, generous estimate).
 
     archive: data_aishell.tgz, when downloaded (data.archive null) and not there yet.
@@ -300,9 +349,15 @@ def disk_needed(config: dict[str, Any], workdir: Path, base_bytes: int) -> dict[
     export.quantizations entry, per model: base and each run), and per run the merged model plus
     save_total_limit + 1 checkpoints (a LoRA one: the adapter and Adam's moments; a full
     fine-tune's: fp32 weights and Adam's moments, 6x the float16 weights).
+    corpora: each data.corpora corpus not imported yet (corpus_bytes; `hub_corpora`: the size
+    of each hub dataset not fetched yet, as the hub reports it).
     """
     data = config["data"]
-    need = {"archive": 0, "wavs": 0, "models": 0}
+    need = {"archive": 0, "wavs": 0, "models": 0, "corpora": 0}
+    for name, corpus in data["corpora"].items():
+        hub_bytes = (hub_corpora or {}).get(name)
+        hub_bytes = hub_bytes if isinstance(hub_bytes, int) else 0  # unreachable: unknown
+        need["corpora"] += corpus_bytes(name, corpus, workdir, hub_bytes)
     if not data["manifests"]:
         if data["archive"]:
             archive = workdir / Path(data["archive"]).expanduser()
@@ -448,8 +503,14 @@ def check_ct2_cuda(config: dict[str, Any], workdir: Path, ct2: Ct2Cuda, cuda: To
     return Finding("warn", name, f"{found}, slowly for {config['model']['base']}")
 
 
-def check_disk(config: dict[str, Any], workdir: Path, free: int, base_bytes: int) -> Finding:
-    need = disk_needed(config, workdir, base_bytes)
+def check_disk(
+    config: dict[str, Any],
+    workdir: Path,
+    free: int,
+    base_bytes: int,
+    hub_corpora: dict[str, Any] | None = None,
+) -> Finding:
+    need = disk_needed(config, workdir, base_bytes, hub_corpora)
     total = sum(need.values())
     parts = " + ".join(f"{part} {human(need[part])}" for part in need if need[part])
     found = f"{human(free)} free at {workdir}; the run needs about {human(total)}"
@@ -596,6 +657,65 @@ def check_data(config: dict[str, Any], workdir: Path) -> Finding:
     )
 
 
+def probe_hub_corpora(
+    config: dict[str, Any], workdir: Path, probes: Probes
+) -> dict[str, int | Exception]:
+    """corpus -> the bytes of its hub dataset, or why the hub could not say, for each hf corpus
+    whose hub dataset is not fetched yet."""
+    found: dict[str, int | Exception] = {}
+    for name, corpus in config["data"]["corpora"].items():
+        if corpus_kind(corpus) != "hf":
+            continue
+        try:
+            folder, hub = hf_folder(name, corpus["hf"], workdir)
+        except WhisperforgeError:
+            continue  # check_corpora says why
+        if hub and not (workdir / folder).is_dir():
+            try:
+                found[name] = probes.hub_dataset(corpus["hf"]["path"], corpus["hf"]["revision"])
+            except Exception as e:  # huggingface_hub's HTTP errors, OfflineModeIsEnabled ...
+                found[name] = e
+    return found
+
+
+def _hf_line(name: str, hf: dict[str, Any], workdir: Path, probed: Any) -> tuple[bool, str]:
+    """(ok, what) for one hf corpus: a local folder, a fetched snapshot, or the hub's answer."""
+    folder, hub = hf_folder(name, hf, workdir)
+    pinned = f"{hf['path']}@{hf['revision'] or 'main'}"
+    if not hub:
+        return True, f"{name}: local folder {folder}"
+    if (workdir / folder).is_dir():
+        return True, f"{name}: {pinned} already fetched into {folder}"
+    if isinstance(probed, Exception):
+        return False, (
+            f"{name}: cannot reach {hub_endpoint()} for dataset {pinned} ({one_line(probed)}); "
+            "set HF_ENDPOINT to a mirror (https://hf-mirror.com) or point "
+            f"data.corpora.{name}.hf.path at a local copy"
+        )
+    return True, f"{name}: {pinned} on {hub_endpoint()} ({human(probed)}), fetched into {folder}"
+
+
+def check_corpora(config: dict[str, Any], workdir: Path, probed: dict[str, Any]) -> Finding:
+    """Every data.corpora corpus by kind; an hf corpus's hub dataset fetched or reachable."""
+    corpora = config["data"]["corpora"]
+    if not corpora:
+        return Finding("ok", "corpora", "none beside the main corpus (data.corpora)")
+    lines, failed = [], []
+    for name, corpus in sorted(corpora.items()):
+        kind = corpus_kind(corpus)
+        if kind != "hf":
+            lines.append(f"{name}: {kind}")
+            continue
+        try:
+            ok, line = _hf_line(name, corpus["hf"], workdir, probed.get(name))
+        except WhisperforgeError as e:
+            ok, line = False, str(e)
+        (lines if ok else failed).append(line)
+    if failed:
+        return Finding("FAIL", "corpora", "; ".join(failed))
+    return Finding("ok", "corpora", "; ".join(lines))
+
+
 def run_checks(
     config: dict[str, Any], workdir: Path, probes: Probes | None = None
 ) -> list[Finding]:
@@ -604,13 +724,15 @@ def run_checks(
     workdir = Path(workdir).resolve()
     cuda = probes.torch_cuda()
     base_bytes = base_weight_bytes(config, workdir)
+    hub_corpora = probe_hub_corpora(config, workdir, probes)
     return [
         check_torch_cuda(config, workdir, cuda),
         check_ct2_cuda(config, workdir, probes.ct2_cuda(), cuda),
-        check_disk(config, workdir, probes.disk_free(workdir), base_bytes),
+        check_disk(config, workdir, probes.disk_free(workdir), base_bytes, hub_corpora),
         check_memory(config, workdir, probes.mem_available()),
         check_base_model(config, workdir, probes),
         check_data(config, workdir),
+        check_corpora(config, workdir, hub_corpora),
     ]
 
 
