@@ -21,6 +21,28 @@ from helpers import (
     tone_manifest,
 )
 
+# The longest files first: under `pytest -n auto --dist loadfile` (README) each file runs whole
+# on one worker, and the suite ends no sooner than its longest file, so those start at once,
+# side by side, and the short ones fill in around them (see README "Tests").
+LONGEST_FIRST = (
+    "test_workflow.py",
+    "test_realmodel.py",
+    "test_realshape.py",
+    "test_kill.py",
+    "test_multigpu.py",
+    "test_slurm.py",
+    "test_corpus_import_rules.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        name = item.path.name
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: the order within a file and among the rest is kept
+
+
 # torch, transformers and ctranslate2 load inside the fixtures that need them, so that a test
 # session of the light modules (cer, config, corpora, subtitle files) starts in a second.
 
