@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 
+import pysubs2
 import pytest
 from helpers import REALSUBS, realsubs_files
 
@@ -290,3 +291,33 @@ def test_a_style_that_names_on_screen_text_is_a_sign(style, sign):
     from whisperforge.data.subtitle_files import _is_sign_style
 
     assert _is_sign_style(style) is sign
+
+
+@pytest.mark.parametrize("lecture", ["lecture01.srt", "lecture02.srt", "lecture03.vtt"])
+def test_the_demo_lectures_keep_their_labels_in_gb18030_utf16_and_bilingual_ass(lecture, tmp_path):
+    """The shipped demo lectures (with the faults real subtitle files have: markup, sound
+    notes, dashes, full-width forms) re-encoded and converted as users get them: the same labels
+    at the same times as the UTF-8 file (an ASS time is in centiseconds)."""
+    from helpers import ROOT, bilingual_ass
+
+    source = ROOT / "demo/lectures" / lecture
+    text = source.read_text(encoding="utf-8")
+
+    def labels(path) -> list[tuple[float, float, str]]:
+        cues = read_subtitles(path)
+        return [(c.start, c.end, clean_cue_text(c.text, None)[0]) for c in cues]
+
+    expected = labels(source)
+    srt_text = pysubs2.SSAFile.from_string(text).to_string("srt")  # the .vtt's cues as SRT
+    english = [f"Line {i}" for i in range(len(pysubs2.SSAFile.from_string(srt_text).events))]
+    variants = {
+        f"gb{source.suffix}": text.encode("gb18030"),
+        f"le{source.suffix}": text.encode("utf-16"),
+        "bilingual.ass": bilingual_ass(srt_text, english).encode("utf-16"),
+    }
+    for name, data in variants.items():
+        (tmp_path / name).write_bytes(data)
+        got = labels(tmp_path / name)
+        assert [label for *_, label in got] == [label for *_, label in expected], name
+        for (start, end, _), (want_start, want_end, _) in zip(got, expected, strict=True):
+            assert abs(start - want_start) <= 0.01 and abs(end - want_end) <= 0.01, name
