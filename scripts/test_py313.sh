@@ -85,6 +85,7 @@ HEAVY=(
   tests/test_longform.py::test_a_recording_is_scored_through_the_subtitles_path_by_the_step_script
   tests/test_recordings.py::test_a_recording_with_an_odd_name_becomes_windows_report_and_rejected_cues
   tests/test_recordings.py::test_a_cue_past_the_end_of_the_audio_names_file_and_cue_and_writes_nothing
+  tests/test_recordings.py::test_a_subtitle_file_in_gb18030_utf16_or_bilingual_ass_keeps_the_utf8_srts_cues
 )
 deselect=()
 for id in "${HEAVY[@]}"; do deselect+=(--deselect "$id"); done
