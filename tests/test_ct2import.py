@@ -187,10 +187,10 @@ def test_a_hub_ctranslate2_model_is_fetched_as_transformers_and_round_trips(
 
     ct2_dir, _ = exported
 
-    def download(repo_id, revision, local_dir):  # the hub, offline: the tiny export's files
-        shutil.copytree(ct2_dir, local_dir)
+    def download(repo_id, revision, staging, **options):  # the hub, offline: the tiny export
+        shutil.copytree(ct2_dir, staging)
 
-    monkeypatch.setattr(fetch, "_download", download)
+    monkeypatch.setattr(fetch, "download_snapshot", download)
     out = tmp_path / "resources/models/org--faster-whisper-tiny@main"
     assert fetch.fetch_hub_model("org/faster-whisper-tiny", "main", out) == out
     assert check_hf_dir(out)["model_type"] == "whisper"  # what export_ct2 needs is there

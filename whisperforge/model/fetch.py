@@ -7,12 +7,11 @@ path (ct2import.py), so every later step reads one kind of folder.
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 from pathlib import Path
 
 from whisperforge.core.basemodel import is_ct2_model_dir
-from whisperforge.core.errors import WhisperforgeError
+from whisperforge.core.snapshot import download_snapshot, replace_dir
 from whisperforge.model.ct2import import import_ct2_model
 
 log = logging.getLogger(__name__)
@@ -32,22 +31,6 @@ ALLOW_PATTERNS = [
 ]
 
 
-def _download(repo_id: str, revision: str | None, local_dir: Path) -> None:
-    """`snapshot_download` into local_dir. HF_TOKEN is read by huggingface_hub itself."""
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
-
-    try:
-        snapshot_download(
-            repo_id, revision=revision, local_dir=str(local_dir), allow_patterns=ALLOW_PATTERNS
-        )
-    except (HfHubHTTPError, LocalEntryNotFoundError, OSError) as e:
-        raise WhisperforgeError(
-            f"config model.base: cannot fetch {repo_id}@{revision} ({type(e).__name__}); "
-            "point model.base at a local directory when offline"
-        ) from None
-
-
 def fetch_hub_model(repo_id: str, revision: str | None, out_dir: str | Path) -> Path:
     """Fetch `repo_id`@`revision` into out_dir, importing a CTranslate2 model into transformers.
 
@@ -56,13 +39,18 @@ def fetch_hub_model(repo_id: str, revision: str | None, out_dir: str | Path) -> 
     """
     out_dir = Path(out_dir)
     staging = out_dir.with_name(f".{out_dir.name}.fetch")
-    _download(repo_id, revision, staging)
+    download_snapshot(
+        repo_id,
+        revision,
+        staging,
+        key="model.base",
+        hint="point model.base at a local directory when offline",
+        allow_patterns=ALLOW_PATTERNS,
+    )
     if is_ct2_model_dir(staging):
         import_ct2_model(staging, out_dir)
         shutil.rmtree(staging)
     else:
-        if out_dir.exists():  # a previous snapshot of this pin: the fresh one replaces it
-            shutil.rmtree(out_dir)
-        os.replace(staging, out_dir)
+        replace_dir(staging, out_dir)
     log.info("fetched %s@%s into %s", repo_id, revision, out_dir)
     return out_dir

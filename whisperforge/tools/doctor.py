@@ -32,9 +32,9 @@ import yaml
 from whisperforge.core.basemodel import BaseModel, resolve_base
 from whisperforge.core.config import deep_merge, run_settings, validate_config
 from whisperforge.core.errors import WhisperforgeError, first_line, one_line
+from whisperforge.core.snapshot import hub_endpoint
 from whisperforge.data.aishell import WAVS_PER_ARCHIVE_BYTE
 from whisperforge.data.corpora import AUDIO_EXTENSIONS, corpus_kind, hf_folder
-from whisperforge.data.hubdata import hub_endpoint
 from whisperforge.model.ct2import import read_whisper
 from whisperforge.train.gpu import CPU_OK_PARAMETERS, parameter_count
 
