@@ -128,8 +128,7 @@ def manifest_settings():
     """The `data` keys the manifest steps use: the filters and train_on_dev. Not the archive's
     md5 or size: extract_aishell checks those, and the base-domain manifests must not see them.
     """
-    keys = [f.name for f in fields(Filters)] + ["train_on_dev"]
-    return {key: config["data"][key] for key in keys}
+    return {**data_filters(), "train_on_dev": config["data"]["train_on_dev"]}
 
 
 def archive_path(corpus="aishell"):
