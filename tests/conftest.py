@@ -8,6 +8,7 @@ weights scaled up so that different clips give different (garbage) texts.
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 from helpers import (
     SMALL_TRANSCRIPT,
     SMALL_UTTERANCES,
+    cores_per_worker,
     make_archive,
     scale_weights,
     stop_after_one_token,
@@ -33,6 +35,13 @@ LONGEST_FIRST = (
     "test_slurm.py",
     "test_corpus_import_rules.py",
 )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Before torch loads in this worker, and inherited by the snakemake, torchrun and decoding
+    # processes it starts: each worker keeps to its share of the cores (helpers.cores_per_worker).
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[name] = str(cores_per_worker())
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

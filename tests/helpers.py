@@ -173,9 +173,20 @@ def copy_workflow(dest: Path) -> Path:
     return dest
 
 
-def snakemake(workdir: Path, *args: str, check: bool = True, timeout: float = 1800):
+def cores_per_worker() -> int:
+    """The cores one test process may use: all, or its share when pytest-xdist runs several.
+
+    Two workers that each run torch on every core oversubscribe them: measured on the 2-core VM,
+    a training step of the demo's tiny Whisper took 3.5 s in each of two 2-thread processes and
+    2.0 s in each of two 1-thread ones (0.82 s alone on 2 threads).
+    """
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True, timeout: float = 3600):
     """Run the real snakemake CLI in `workdir`; returns the CompletedProcess."""
-    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", *args]
+    cmd = [sys.executable, "-m", "snakemake", "--cores", str(cores_per_worker()), *args]
     proc = subprocess.run(
         cmd,
         cwd=workdir,

@@ -15,7 +15,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from helpers import ROOT
+from helpers import ROOT, cores_per_worker
 
 from whisperforge.core.basemodel import is_ct2_model_dir
 from whisperforge.core.errors import WhisperforgeError
@@ -110,11 +110,16 @@ def test_transformers_transcribes_a_real_clip_as_faster_whisper_does(faster_whis
 
     audio, rate = sf.read(CLIP, dtype="float32")
     assert rate == 16000
-    fw = WhisperModel(str(faster_whisper_base), device="cpu", compute_type="float32", cpu_threads=2)
+    fw = WhisperModel(
+        str(faster_whisper_base),
+        device="cpu",
+        compute_type="float32",
+        cpu_threads=cores_per_worker(),
+    )
     segments, _ = fw.transcribe(audio, language="zh", beam_size=1, without_timestamps=True)
     fw_text = "".join(s.text for s in segments).strip()
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(cores_per_worker())
     processor = WhisperProcessor.from_pretrained(imported)
     model = WhisperForConditionalGeneration.from_pretrained(imported).eval()
 

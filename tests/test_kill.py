@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import ROOT, copy_workflow, snakemake
+from helpers import ROOT, copy_workflow, cores_per_worker, snakemake
 
 pytestmark = pytest.mark.e2e
 
@@ -85,7 +85,7 @@ def killed_at(workdir: Path, moment: str, timeout: float = 900) -> None:
         "WF_PAUSE_AT": moment,
         "WF_PAUSE_MARKER": str(marker),
     }
-    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", *TARGETS, *ARGS]
+    cmd = [sys.executable, "-m", "snakemake", "--cores", str(cores_per_worker()), *TARGETS, *ARGS]
     with open(workdir / "killed.log", "ab") as log:
         proc = subprocess.Popen(
             cmd, cwd=workdir, env=env, stdout=log, stderr=log, start_new_session=True
