@@ -222,6 +222,24 @@ def guard_manifest(wildcards):
     return [eval_manifest(GENERAL_SET)] if guard_settings(wildcards.run) else []
 
 
+def job_resources(run):
+    """What a run's finetune job asks for. On one node: `gpu`, Snakemake's local count and the
+    SLURM plugin's --gpus. Across nodes (train.nodes, profiles/slurm): one SLURM task per node,
+    started by the step itself (`mpi`: the plugin then leaves the srun to the step, launch.py),
+    and `gres` for the GPUs on each node (--gpus would be a total SLURM may spread unevenly).
+    """
+    settings = run_settings(config, run)
+    gpus, nodes = settings["gpus"], settings["nodes"]
+    if nodes == 1:
+        return {"gpu": gpus}
+    return {
+        "nodes": nodes,
+        "tasks": nodes,
+        "mpi": "srun",
+        "gres": None if settings["device"] == "cpu" else f"gpu:{gpus}",
+    }
+
+
 def run_params(wildcards):
     """The run's full training settings (deterministic: plain JSON-able values), with how the
     data is read (data.streaming) and its forgetting guard."""

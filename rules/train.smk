@@ -106,7 +106,12 @@ rule finetune:
         "../envs/train.yaml"
     threads: 4
     resources:
-        gpu=lambda wc: run_settings(config, wc.run)["gpus"],
+        # None leaves a resource out: `gpu` on one node, the SLURM job's shape across nodes.
+        gpu=lambda wc: job_resources(wc.run).get("gpu"),
+        nodes=lambda wc: job_resources(wc.run).get("nodes"),
+        tasks=lambda wc: job_resources(wc.run).get("tasks"),
+        mpi=lambda wc: job_resources(wc.run).get("mpi"),
+        gres=lambda wc: job_resources(wc.run).get("gres"),
     params:
         settings=run_params,
         # Intermediate checkpoints live outside the declared output, which Snakemake deletes

@@ -328,3 +328,33 @@ def test_a_hub_corpus_is_reachable_or_fetched_and_the_endpoint_is_named(tmp_path
     found = by_check(doctor.run_checks(config, tmp_path, reachable))["corpora"]
     assert found.status == "ok" and "af: local folder af" in found.message
     assert "someone/cv-zh@v1 on https://hf-mirror.com (2.0 GB)" in found.message
+
+
+def test_several_nodes_need_a_partition_with_that_many_gpu_nodes(tmp_path: Path):
+    config = real_config()
+    assert doctor.check_slurm(config, lambda: pytest.fail("probed")) is None  # one node: no line
+    config["runs"]["wide"] = {"nodes": 2, "gpus": 4}
+    cluster = [
+        ("gpu*", "g1", "gpu:a100:4(S:0-1)"),
+        ("gpu*", "g2", "gpu:4"),
+        ("gpu*", "g3", "gpu:2"),
+        ("cpu", "c1", "(null)"),
+        ("cpu", "c2", "(null)"),
+        ("cpu", "c3", "(null)"),
+    ]
+    ok = doctor.check_slurm(config, lambda: cluster)
+    assert ok == Finding(
+        "ok", "SLURM", "runs.wide: 2 nodes with 4 GPU(s) each; partition gpu has 2"
+    )
+    config["runs"]["wide"]["nodes"] = 3
+    fail = doctor.check_slurm(config, lambda: cluster)
+    assert fail.status == "FAIL"
+    assert "runs.wide: train.nodes needs 3 nodes with 4 GPU(s) each; partition gpu has 2" in (
+        fail.message
+    )
+    config["runs"]["wide"]["device"] = "cpu"  # CPU processes: any 3 nodes of a partition
+    assert doctor.check_slurm(config, lambda: cluster).message == (
+        "runs.wide: 3 nodes; partition gpu has 3"
+    )
+    unreachable = doctor.check_slurm(config, lambda: None)
+    assert unreachable.status == "FAIL" and "sinfo does not answer" in unreachable.message

@@ -84,8 +84,8 @@ def test_every_rule_has_log_and_conda_and_heavy_rules_a_benchmark():
         assert "benchmark:" in found[heavy], heavy
     for gpu_rule in ("pretrain_base", "transcribe", "speed"):
         assert "gpu=1" in found[gpu_rule], gpu_rule
-    # A run asks for as many devices as it trains with (train.gpus).
-    assert 'gpu=lambda wc: run_settings(config, wc.run)["gpus"]' in found["finetune"]
+    # A run asks for as many devices as it trains with (train.gpus, job_resources).
+    assert 'gpu=lambda wc: job_resources(wc.run).get("gpu")' in found["finetune"]
     assert "gpu=" not in found["export_ct2"], "its probe decodes on the CPU"
 
 

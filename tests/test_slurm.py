@@ -238,3 +238,46 @@ def test_slurm_outputs_match_a_local_run(runs):
     cer = [json.loads((w / TARGET).read_text())["cer"] for w in (slurm, local)]
     assert cer[0] == cer[1]
     print(f"SLURM and local runs together: {runs['seconds']:.0f} s")
+
+
+def test_a_two_node_run_asks_slurm_for_two_nodes_of_one_task_and_doctor_sees_one(runs):
+    """`train.nodes: 2` as SLURM receives it (this cluster has one node, so it stays queued),
+    and doctor's check of the partition with the real sinfo."""
+    workdir = runs["slurm"]
+    wide = {"runs": {"wide": {"nodes": 2, "device": "cpu", "max_steps": 2}}}
+    (workdir / "wide.yaml").write_text(yaml.safe_dump(wide))
+    proc = _snakemake(
+        workdir,
+        "results/models/wide/adapter",
+        *CONFIG_ARGS,
+        "wide.yaml",
+        "--workflow-profile",
+        "profiles/slurm",
+        "--slurm-init-seconds-before-status-checks",
+        "2",
+    )
+    job = {}
+    try:
+        deadline = time.monotonic() + 180
+        while not job and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(1)
+            found = [j for j in _scontrol_jobs() if _rule_of(j.get("Comment", "")) == "finetune"]
+            job = found[0] if found else {}
+    finally:
+        proc.send_signal(signal.SIGINT)  # cancels the queued job
+        _, err = proc.communicate(timeout=120)
+    assert job, f"no finetune job reached the queue:\n{err[-3000:]}"
+    assert job["NumNodes"] in ("2", "2-2") and job["NumTasks"] == "2", job
+    assert job["JobState"] == "PENDING" and job["Reason"] == "PartitionNodeLimit", job
+
+    doctor = subprocess.run(
+        [sys.executable, "-m", "whisperforge", "doctor", *CONFIG_ARGS, "wide.yaml"],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        env={**_env(), "PYTHONPATH": str(workdir)},
+        timeout=300,
+    )
+    assert "FAIL  SLURM: runs.wide: train.nodes needs 2 nodes; partition main has 1" in (
+        doctor.stdout
+    ), doctor.stdout + doctor.stderr

@@ -240,6 +240,26 @@ def probe_hub_dataset(repo_id: str, revision: str | None) -> int:
     return sum(s.size or 0 for s in info.siblings or [])
 
 
+def probe_slurm_nodes() -> list[tuple[str, str, str]] | None:
+    """(partition, node, gres) of every node SLURM lists, or None where `sinfo` does not answer
+    (not installed, no controller reachable)."""
+    if shutil.which("sinfo") is None:
+        return None
+    try:
+        proc = subprocess.run(
+            ["sinfo", "--noheader", "--Node", "--format=%P %N %G"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return None
+    if proc.returncode != 0:
+        return None
+    return [tuple(line.split(maxsplit=2)) for line in proc.stdout.splitlines() if line.strip()]
+
+
 @dataclass
 class Probes:
     torch_cuda: Callable[[], TorchCuda] = probe_torch_cuda
@@ -249,6 +269,7 @@ class Probes:
     hub: Callable[[str, str | None], None] = probe_hub
     hub_cache: Callable[[str, str | None], Path | None] = probe_hub_cache
     hub_dataset: Callable[[str, str | None], int] = probe_hub_dataset
+    slurm_nodes: Callable[[], list[tuple[str, str, str]] | None] = probe_slurm_nodes
 
 
 # --- what the config asks for -------------------------------------------------------------------
@@ -716,6 +737,52 @@ def check_corpora(config: dict[str, Any], workdir: Path, probed: dict[str, Any])
     return Finding("ok", "corpora", "; ".join(lines))
 
 
+def gres_gpus(gres: str) -> int:
+    """GPUs in a node's SLURM gres (`gpu:4`, `gpu:a100:4(S:0-1)`, `(null)`)."""
+    return sum(int(m.group(1)) for m in re.finditer(r"gpu(?::[\w.-]+)?:(\d+)", gres.split("(")[0]))
+
+
+def check_slurm(
+    config: dict[str, Any], probe: Callable[[], list[tuple[str, str, str]] | None]
+) -> Finding | None:
+    """Runs over several nodes (train.nodes) need a SLURM partition of that many nodes, each
+    with train.gpus GPUs (none on the CPU); checked on the login node, where snakemake runs.
+    None (no finding) when every run trains on one node."""
+    name = "SLURM"
+    wanted = {
+        job: (settings["nodes"], 0 if settings["device"] == "cpu" else settings["gpus"])
+        for job, settings in training_jobs(config).items()
+        if settings.get("nodes", 1) > 1
+    }
+    if not wanted:
+        return None
+    slurm_nodes = probe()
+    if slurm_nodes is None:
+        jobs = ", ".join(f"{job} (train.nodes {nodes})" for job, (nodes, _) in wanted.items())
+        return Finding(
+            "FAIL",
+            name,
+            f"sinfo does not answer here, and {jobs} run as SLURM jobs: run doctor "
+            "and snakemake on the cluster's login node",
+        )
+    partitions: dict[str, list[int]] = {}
+    for partition, _node, gres in slurm_nodes:
+        partitions.setdefault(partition.rstrip("*"), []).append(gres_gpus(gres))
+    problems, lines = [], []
+    for job, (nodes, gpus) in wanted.items():
+        fits = {p: sum(g >= gpus for g in gs) for p, gs in partitions.items()}
+        best = max(fits, key=fits.get) if fits else None
+        need = f"{nodes} nodes" + (f" with {gpus} GPU(s) each" if gpus else "")
+        if best is None or fits[best] < nodes:
+            found = f"partition {best} has {fits[best]}" if best else "no partition"
+            problems.append(f"{job}: train.nodes needs {need}; {found}")
+        else:
+            lines.append(f"{job}: {need}; partition {best} has {fits[best]}")
+    if problems:
+        return Finding("FAIL", name, "; ".join(problems))
+    return Finding("ok", name, "; ".join(lines))
+
+
 def run_checks(
     config: dict[str, Any], workdir: Path, probes: Probes | None = None
 ) -> list[Finding]:
@@ -725,7 +792,7 @@ def run_checks(
     cuda = probes.torch_cuda()
     base_bytes = base_weight_bytes(config, workdir)
     hub_corpora = probe_hub_corpora(config, workdir, probes)
-    return [
+    findings = [
         check_torch_cuda(config, workdir, cuda),
         check_ct2_cuda(config, workdir, probes.ct2_cuda(), cuda),
         check_disk(config, workdir, probes.disk_free(workdir), base_bytes, hub_corpora),
@@ -733,7 +800,9 @@ def run_checks(
         check_base_model(config, workdir, probes),
         check_data(config, workdir),
         check_corpora(config, workdir, hub_corpora),
+        check_slurm(config, probes.slurm_nodes),
     ]
+    return [finding for finding in findings if finding is not None]
 
 
 # --- the command --------------------------------------------------------------------------------

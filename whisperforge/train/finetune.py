@@ -1,10 +1,10 @@
 """Fine-tune Whisper: LoRA/AdaLoRA adapters (a run) or all weights (the demo's base pretraining).
 
 `finetune` is the step: it checks the settings against the machine (device, precision, 8-bit,
-the batch split over `train.gpus` processes, the `report_to` packages), prepares the resumable
-checkpoint directory (checkpoints.py), then trains in this process or in `train.gpus`
-data-parallel processes started with torchrun (`python -m whisperforge.train.finetune JOB.json`
-in each).
+the batch split over `train.gpus` x `train.nodes` processes, the `report_to` packages), prepares
+the resumable checkpoint directory (checkpoints.py), then trains in this process or in
+data-parallel processes started with torchrun (launch.py: `python -m whisperforge.train.finetune
+JOB.json` in each, on this machine or on each node of a SLURM job).
 Before training on a GPU the memory model (memory.py) checks that the micro-batch fits, or picks
 it (`auto`). The data comes through Hugging Face `datasets` (dataset.py): Arrow-backed, or
 streamed (`settings.streaming`, from config `data.streaming`). Training curves go to
@@ -22,7 +22,6 @@ import math
 import os
 import random
 import shutil
-import subprocess
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
@@ -48,6 +47,7 @@ from whisperforge.train.dataset import Augment, SpeechCollator, shared_epoch, sp
 from whisperforge.train.divergence import DivergenceStop, TrainingDiverged
 from whisperforge.train.gpu import pick_device, pick_precision
 from whisperforge.train.guard import Guard, GuardedTrainer, cer_metric, guard_outcome
+from whisperforge.train.launch import launch
 from whisperforge.train.settings import TrainSettings
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ class TrainingPlan:
 
     device: str  # cuda | cpu
     precision: str  # fp32 | fp16 | bf16
-    world_size: int  # data-parallel processes (train.gpus)
+    world_size: int  # data-parallel processes in all (train.gpus x train.nodes)
     micro_batch: int | None  # per process; None: `auto`, picked by the memory preflight
     accumulation: int
     effective_batch: int  # micro_batch x accumulation x world_size, as configured
@@ -82,7 +82,7 @@ def batch_plan(settings: TrainSettings) -> tuple[int | None, int, int]:
     micro, accum, world = (
         settings.per_device_train_batch_size,
         settings.gradient_accumulation_steps,
-        settings.gpus,
+        settings.gpus * settings.nodes,
     )
     effective = settings.effective_batch_size
     if micro == "auto":
@@ -93,7 +93,8 @@ def batch_plan(settings: TrainSettings) -> tuple[int | None, int, int]:
             )
         if effective % world:
             raise WhisperforgeError(
-                f"config train.gpus: {world} processes cannot split train.effective_batch_size "
+                f"config train.gpus: {world} processes in all cannot split "
+                f"train.effective_batch_size "
                 f"{effective} evenly"
             )
         return None, 1, effective
@@ -108,7 +109,7 @@ def batch_plan(settings: TrainSettings) -> tuple[int | None, int, int]:
     if micro % world == 0 and accum == 1:
         return micro // world, 1, effective
     raise WhisperforgeError(
-        f"config train.gpus: {world} processes cannot split the effective batch {effective} "
+        f"config train.gpus: {world} processes in all cannot split the effective batch {effective} "
         f"(per_device_train_batch_size {micro} x gradient_accumulation_steps {accum}) evenly; "
         "make gradient_accumulation_steps a multiple of gpus"
     )
@@ -129,13 +130,13 @@ def make_plan(settings: TrainSettings, base_dir: Path) -> TrainingPlan:
                 "config train.use_8bit: bitsandbytes is not installed "
                 "(pip install 'whisperforge[8bit]', or the train env)"
             ) from e
-    world = settings.gpus
-    if device == "cuda" and torch.cuda.device_count() < world:
+    if device == "cuda" and torch.cuda.device_count() < settings.gpus:
         raise WhisperforgeError(
-            f"config train.gpus: {world}, but {torch.cuda.device_count()} CUDA device(s) visible"
+            f"config train.gpus: {settings.gpus}, but {torch.cuda.device_count()} CUDA device(s) "
+            "visible"
         )
     micro, accum, effective = batch_plan(settings)
-    return TrainingPlan(device, precision, world, micro, accum, effective)
+    return TrainingPlan(device, precision, settings.gpus * settings.nodes, micro, accum, effective)
 
 
 def optimizer_steps(n_examples: int, settings: TrainSettings, effective_batch: int) -> int:
@@ -548,41 +549,12 @@ def finetune(
         "scans": {split: asdict(scan) for split, scan in scans.items()},
         "plan": asdict(plan),
         "resume": resume,
-        "threads": max(1, threads // plan.world_size),
+        "threads": max(1, threads // settings.gpus),  # the step's threads, per node
     }
     if plan.world_size == 1:
         return train(job)
-    launch(job, plan.world_size)
+    launch(job, settings.gpus, settings.nodes)
     return json.loads((out_dir / "training_summary.json").read_text())
-
-
-def launch(job: dict[str, Any], world_size: int) -> None:
-    """Train with `world_size` processes (torchrun; NCCL on GPUs, gloo on CPUs)."""
-    job_file = Path(job["checkpoints"]) / "whisperforge-job.json"
-    write_json(job_file, job)
-    package_root = str(Path(__file__).resolve().parents[2])
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([package_root, os.environ.get("PYTHONPATH", "")]),
-    }
-    env["OMP_NUM_THREADS"] = str(job["threads"])
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        f"--nproc_per_node={world_size}",
-        "-m",
-        "whisperforge.train.finetune",
-        str(job_file),
-    ]
-    log.info("training with %d processes: %s", world_size, " ".join(command))
-    code = subprocess.run(command, env=env, check=False).returncode
-    if code != 0:
-        raise WhisperforgeError(
-            f"config train.gpus: {world_size}: a training process failed (exit {code}); "
-            "its error is above in this log"
-        )
 
 
 def evaluation_set(data: datasets.Dataset, processor: Any, settings: TrainSettings) -> Any:

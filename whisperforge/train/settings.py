@@ -32,7 +32,8 @@ class TrainSettings:
     timestamps: bool
     report_to: list[str]
     device: str
-    gpus: int
+    gpus: int  # data-parallel processes per node
+    nodes: int  # nodes of a SLURM job, each running `gpus` processes
     precision: str
     fp16: bool | Literal["auto"]
     gradient_checkpointing: bool
