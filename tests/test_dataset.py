@@ -24,6 +24,7 @@ from whisperforge.train.dataset import (
     FRAMES_PER_S,
     SpeechTransform,
     audio_frames,
+    rank_share,
     shared_epoch,
     shift_features,
     speech_dataset,
@@ -237,3 +238,34 @@ def test_a_streamed_manifest_gives_each_record_once_an_epoch_in_a_seeded_order(p
     assert sorted(first) == sorted(sentences) and first != sentences  # shuffled, all once
     assert epoch(seed=1) == first  # seeded
     assert epoch(seed=1, number=1) != first  # reshuffled the next epoch
+
+
+def test_each_process_streams_its_own_share_and_together_every_record_once(
+    processor, tmp_path, monkeypatch
+):
+    sentences = ["今天天气很好", "我们明天开会", "经济增长很快", "北京是首都"]
+    sentences += ["楼市", "新政", "开会"]
+    records = [
+        record_of(tmp_path / f"{i}.wav", speech_like(0.5, seed=i), text)
+        for i, text in enumerate(sentences)
+    ]
+    path = tmp_path / "m.jsonl"
+    write_jsonl(path, records)
+    decoded = []  # the clips this process turned into log-mels
+    log_mel = dataset.SpeechTransform.log_mel
+
+    def counting(self, audio_ref, rng):
+        decoded.append(audio_ref["path"])
+        return log_mel(self, audio_ref, rng)
+
+    monkeypatch.setattr(dataset.SpeechTransform, "log_mel", counting)
+    shares = []
+    for rank in range(3):
+        decoded.clear()
+        share = rank_share(load_manifest(path, streaming=True), rank, 3)
+        stream = speech_dataset(share, processor, seed=1, size=len(records))
+        decode = processor.tokenizer.decode
+        shares.append([decode(e["labels"], skip_special_tokens=True) for e in stream])
+        assert len(decoded) == len(shares[-1]), "a process decoded another's share"
+    assert [len(share) for share in shares] == [3, 2, 2]
+    assert sorted(text for share in shares for text in share) == sorted(sentences)

@@ -155,3 +155,16 @@ def test_a_node_lost_mid_run_ends_the_step_with_one_line_and_the_rerun_resumes(
     assert summary["global_step"] == 6 and summary["processes"] == 2
     timings = json.loads((tmp_path / "run/training_timings.json").read_text())
     assert Path(timings["resumed_from"]).name in ("checkpoint-2", "checkpoint-4")
+
+
+def test_a_streamed_set_trains_across_two_nodes_each_on_its_share(
+    inputs,  # noqa: F811
+    slurm_job,
+    tmp_path,
+):
+    # Each rank streams every 2nd line (dataset.rank_share; test_dataset.py checks the shares)
+    # and makes its own batches (no dispatch from rank 0): the steps are those of one process.
+    summary = train(inputs, tmp_path / "run", nodes=2, streaming=True)
+    assert (summary["processes"], summary["global_step"], summary["streaming"]) == (2, 6, True)
+    log = (tmp_path / "run/adapter/trainer_state.json").read_text()
+    assert json.loads(log)["global_step"] == 6

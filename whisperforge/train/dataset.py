@@ -252,6 +252,19 @@ def shared_epoch() -> torch.Tensor:
     return torch.zeros((), dtype=torch.int64).share_memory_()
 
 
+def rank_share(
+    data: datasets.IterableDataset, rank: int, world_size: int
+) -> datasets.IterableDataset:
+    """One process's share of a streamed training set in a data-parallel run: every
+    `world_size`-th line of the manifest, so no record is decoded, or trained on, twice an epoch.
+
+    A filter before the transform, not datasets' `split_dataset_by_node`: that one drops the
+    other ranks' examples at the end of the pipeline, after every process has read and turned
+    all of their audio into log-mels (measured: 7 of 7 clips decoded for a share of 3).
+    """
+    return data.filter(lambda _, line: line % world_size == rank, with_indices=True)
+
+
 def speech_dataset(
     data: datasets.Dataset | datasets.IterableDataset,
     processor: Any,

@@ -43,7 +43,13 @@ from whisperforge.core.errors import WhisperforgeError
 from whisperforge.core.files import atomic_path, free_bytes, human_bytes, is_full_disk, write_json
 from whisperforge.data.hfdata import ManifestScan, load_manifest, scan_manifest
 from whisperforge.train.checkpoints import fingerprint, prepare_checkpoint_dir
-from whisperforge.train.dataset import Augment, SpeechCollator, shared_epoch, speech_dataset
+from whisperforge.train.dataset import (
+    Augment,
+    SpeechCollator,
+    rank_share,
+    shared_epoch,
+    speech_dataset,
+)
 from whisperforge.train.divergence import DivergenceStop, TrainingDiverged
 from whisperforge.train.gpu import pick_device, pick_precision
 from whisperforge.train.guard import Guard, GuardedTrainer, cer_metric, guard_outcome
@@ -365,6 +371,11 @@ def training_arguments(
         # Whisper's loss is a per-batch mean that ignores the Trainer's global token count, so the
         # Trainer's rescaling by the number of processes would double the loss and gradients.
         average_tokens_across_devices=False,
+        # A streamed set is split between the processes (dataset.rank_share): each makes its own
+        # batches, instead of rank 0 reading every batch and sending each process its slice.
+        accelerator_config=(
+            {"dispatch_batches": False} if settings.streaming and plan.world_size > 1 else None
+        ),
         disable_tqdm=False,
     )
 
@@ -628,6 +639,8 @@ def build_trainer(job: dict[str, Any]) -> Setup:
     train_data = load_manifest(train_scan, streaming=streaming)
     dev_data = eval_sample(load_manifest(dev_scan), settings.eval_max_utterances, settings.seed)
     total_steps = optimizer_steps(train_scan.records, settings, plan.effective_batch)
+    if streaming and plan.world_size > 1:
+        train_data = rank_share(train_data, int(os.environ["RANK"]), plan.world_size)
     if streaming:
         # A stream has no length: the steps the Arrow-backed run would take, from the line count.
         settings = dataclasses.replace(settings, max_steps=total_steps)
