@@ -34,6 +34,9 @@ def test_model_base_is_resolved_once_by_what_it_names(tmp_path, monkeypatch):
     home = resolve_base("~/m")
     assert (home.kind, home.hf_dir) == ("local", str(tmp_path / "home/m"))
     assert resolve_base("./not-yet").kind == "local"  # path-like: never a hub id
+    # The first user's Windows paths, even before they exist (no `/` in them).
+    assert resolve_base(r"D:\models\whisper-turbo-ct2").kind == "local"
+    assert resolve_base("models/my base").kind == "local"  # no hub id has a space
     assert resolve_base("whisper-small", workdir=tmp_path).kind == "local"  # it exists there
     assert resolve_base("whisper-small", workdir=tmp_path / "home").kind == "hub"
     imported = resolve_base(str(ct2))

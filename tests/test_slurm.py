@@ -256,12 +256,17 @@ def test_a_two_node_run_asks_slurm_for_two_nodes_of_one_task_and_doctor_sees_one
         "--slurm-init-seconds-before-status-checks",
         "2",
     )
+    earlier = {j["JobId"] for j in _scontrol_jobs()}  # scontrol keeps ended jobs a while
     job = {}
     try:
         deadline = time.monotonic() + 180
         while not job and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(1)
-            found = [j for j in _scontrol_jobs() if _rule_of(j.get("Comment", "")) == "finetune"]
+            found = [
+                j
+                for j in _scontrol_jobs()
+                if j["JobId"] not in earlier and _rule_of(j.get("Comment", "")) == "finetune"
+            ]
             job = found[0] if found else {}
     finally:
         proc.send_signal(signal.SIGINT)  # cancels the queued job

@@ -50,9 +50,20 @@ class BaseModel:
         return self.name if self.kind == "hub" else None
 
 
+# A hub repo id as the hub spells them: `name` or `owner/name`, letters, digits, `_.-`.
+HUB_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+
+def is_hub_id(text: str, *, owner_required: bool = False) -> bool:
+    """Whether `text` can be a hub repo id. Anything else is a path: absolute, `./`, `~`, deeper
+    than owner/name, a Windows path (`C:\\models\\x`). The base model and the hf corpora decide
+    with this one rule."""
+    match = HUB_REPO_ID.match(text)
+    return bool(match) and (match.group(1) is not None or not owner_required)
+
+
 def looks_like_path(base: str) -> bool:
-    """Hub ids are `name` or `org/name`; anything else (absolute, ./, ~, deeper) is a path."""
-    return base.startswith(("/", ".", "~")) or base.count("/") > 1
+    return not is_hub_id(base)
 
 
 def resolve_base(base: str, revision: str | None = None, workdir: Path = Path(".")) -> BaseModel:

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import json
 import random
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from whisperforge.core.basemodel import is_hub_id
 from whisperforge.core.errors import WhisperforgeError
 from whisperforge.core.manifest import read_manifest, write_jsonl
 
@@ -171,7 +171,6 @@ def corpus_plan(corpus: str, settings: Mapping[str, Any]) -> dict[str, dict[str,
 
 # --------------------------------------------------------------------------- hf and lhotse corpora
 
-HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")  # owner/name, as the hub spells ids
 HUB_DATASETS = "resources/datasets"  # where hub datasets are fetched to, one folder per corpus
 
 
@@ -188,7 +187,7 @@ def hf_folder(corpus: str, hf: Mapping[str, Any], root: str | Path = ".") -> tup
     path = Path(str(hf["path"])).expanduser()
     if (Path(root) / path).is_dir():
         return str(path), False
-    if not HUB_ID.match(str(hf["path"])):
+    if not is_hub_id(str(hf["path"]), owner_required=True):
         raise WhisperforgeError(
             f"config data.corpora.{corpus}.hf.path: {hf['path']}: neither a folder nor a hub "
             "dataset id (owner/name)"
