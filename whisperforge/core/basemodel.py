@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from whisperforge.core.hubid import is_hub_id
+
 MODEL_FILE = "model.bin"  # a CTranslate2 model's weights
 CONFIG_FILE = "config.json"
 IMPORTED_DIR = "results/models/base/hf"  # the tiny base's pretraining, or a CT2 folder's import
@@ -48,18 +50,6 @@ class BaseModel:
     @property
     def hub_id(self) -> str | None:
         return self.name if self.kind == "hub" else None
-
-
-# A hub repo id as the hub spells them: `name` or `owner/name`, letters, digits, `_.-`.
-HUB_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
-
-
-def is_hub_id(text: str, *, owner_required: bool = False) -> bool:
-    """Whether `text` can be a hub repo id. Anything else is a path: absolute, `./`, `~`, deeper
-    than owner/name, a Windows path (`C:\\models\\x`). The base model and the hf corpora decide
-    with this one rule."""
-    match = HUB_REPO_ID.match(text)
-    return bool(match) and (match.group(1) is not None or not owner_required)
 
 
 def looks_like_path(base: str) -> bool:

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from whisperforge.core.basemodel import is_hub_id
 from whisperforge.core.errors import WhisperforgeError
+from whisperforge.core.hubid import is_hub_id
 from whisperforge.core.manifest import read_manifest, write_jsonl
 
 AUDIO_EXTENSIONS = ("wav", "flac", "mp3", "m4a", "mp4", "mkv")  # as subtitles.inputs takes them
