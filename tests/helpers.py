@@ -184,9 +184,13 @@ def cores_per_worker() -> int:
     return max(1, (os.cpu_count() or 1) // workers)
 
 
-def snakemake(workdir: Path, *args: str, check: bool = True, timeout: float = 3600):
-    """Run the real snakemake CLI in `workdir`; returns the CompletedProcess."""
-    cmd = [sys.executable, "-m", "snakemake", "--cores", str(cores_per_worker()), *args]
+def snakemake(
+    workdir: Path, *args: str, check: bool = True, timeout: float = 3600, cores: int | None = None
+):
+    """Run the real snakemake CLI in `workdir` on `cores` (default: this worker's share);
+    returns the CompletedProcess."""
+    cores = cores or cores_per_worker()
+    cmd = [sys.executable, "-m", "snakemake", "--cores", str(cores), *args]
     proc = subprocess.run(
         cmd,
         cwd=workdir,

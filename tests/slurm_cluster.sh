@@ -66,7 +66,9 @@ install_packages() {
 
 write_config() {
   local cpus mem_mb margin
-  cpus=$(nproc)
+  # The machine's CPUs, not a thread limit of the caller: nproc honours OMP_NUM_THREADS, which
+  # a pytest-xdist worker sets to its share (tests/conftest.py).
+  cpus=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)
   mem_mb=$(awk '/^MemTotal:/ {print int($2 / 1024)}' /proc/meminfo)
   # slurmd drains a node that reports less memory than configured: keep a margin below it.
   margin=$((mem_mb / 10 > 512 ? mem_mb / 10 : 512))
