@@ -88,7 +88,7 @@ def batch_plan(settings: TrainSettings) -> tuple[int | None, int, int]:
     micro, accum, world = (
         settings.per_device_train_batch_size,
         settings.gradient_accumulation_steps,
-        settings.gpus * settings.nodes,
+        settings.world_size,
     )
     effective = settings.effective_batch_size
     if micro == "auto":
@@ -142,7 +142,7 @@ def make_plan(settings: TrainSettings, base_dir: Path) -> TrainingPlan:
             "visible"
         )
     micro, accum, effective = batch_plan(settings)
-    return TrainingPlan(device, precision, settings.gpus * settings.nodes, micro, accum, effective)
+    return TrainingPlan(device, precision, settings.world_size, micro, accum, effective)
 
 
 def optimizer_steps(n_examples: int, settings: TrainSettings, effective_batch: int) -> int:

@@ -65,5 +65,10 @@ class TrainSettings:
             raise ValueError(f"TrainSettings: unknown keys {', '.join(unknown)}")
         return cls(**settings)
 
+    @property
+    def world_size(self) -> int:
+        """Data-parallel processes in all: `gpus` on each of `nodes`."""
+        return self.gpus * self.nodes
+
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
