@@ -271,7 +271,8 @@ def data_path_rate(
             batch_size=settings["per_device_train_batch_size"],
             shuffle=True,
             collate_fn=SpeechCollator(
-                processor.tokenizer.convert_tokens_to_ids("<|startoftranscript|>")
+                processor.tokenizer.convert_tokens_to_ids("<|startoftranscript|>"),
+                processor.tokenizer.pad_token_id,
             ),
             num_workers=variant.workers,
             persistent_workers=variant.workers > 0,

@@ -206,6 +206,31 @@ def test_a_batch_that_cannot_be_split_names_the_key(micro, accum, gpus, effectiv
         batch_plan(batch_settings(micro, accum, gpus, effective))
 
 
+def test_accumulated_micro_batches_take_the_step_of_the_whole_batch(inputs, tmp_path):
+    # The loss is a token mean over the whole step (train/loss.py): two micro-batches of 2
+    # accumulated give the step one batch of 4 gives. Before, each micro-batch's mean was summed
+    # undivided (the Trainer took Whisper's loss as already scaled): 2x the loss and gradients.
+    def run(name: str, micro: int, accumulation: int) -> tuple[list[float], dict]:
+        settings = tiny_settings(
+            per_device_train_batch_size=micro,
+            gradient_accumulation_steps=accumulation,
+            lora={**tiny_settings()["lora"], "dropout": 0.0},  # masks drawn per micro-batch
+        )
+        summary = train_tiny(inputs, tmp_path / name, settings)
+        assert summary["effective_batch"] == 4
+        state = json.loads((tmp_path / name / "adapter/trainer_state.json").read_text())
+        losses = [entry["loss"] for entry in state["log_history"] if "loss" in entry]
+        weights = load_file(tmp_path / name / "adapter/checkpoint-final/adapter_model.safetensors")
+        return losses, weights
+
+    whole_losses, whole = run("whole", 4, 1)
+    accumulated_losses, accumulated = run("accumulated", 2, 2)
+    assert accumulated_losses == pytest.approx(whole_losses, rel=1e-5)
+    for name, weight in whole.items():
+        apart = ((accumulated[name] - weight).norm() / weight.norm()).item()
+        assert apart < 1e-4, (name, apart)
+
+
 def test_an_auto_micro_batch_is_the_largest_that_fits_and_keeps_the_effective_batch(
     inputs, tmp_path, monkeypatch
 ):

@@ -292,11 +292,22 @@ def speech_dataset(
 
 @dataclass
 class SpeechCollator:
-    """Stack log-mels; pad labels with -100 and drop the start token the model prepends itself."""
+    """Stack log-mels; pad labels with -100 and drop the start token the model prepends itself.
+
+    The decoder's inputs are the labels shifted right, made here rather than by the model: the
+    Trainer hands the labels to the token-mean loss (loss.py) instead of to the model.
+    """
 
     decoder_start_token_id: int
+    pad_token_id: int
+
+    @classmethod
+    def for_model(cls, config: Any) -> SpeechCollator:
+        return cls(config.decoder_start_token_id, config.pad_token_id)
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        from transformers.models.whisper.modeling_whisper import shift_tokens_right
+
         inputs = torch.tensor(np.stack([f["input_features"] for f in features]))
         labels = [f["labels"] for f in features]
         if all(ids and ids[0] == self.decoder_start_token_id for ids in labels):
@@ -305,4 +316,5 @@ class SpeechCollator:
         padded = torch.full((len(labels), width), -100, dtype=torch.long)
         for row, ids in enumerate(labels):
             padded[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-        return {"input_features": inputs, "labels": padded}
+        decoder_inputs = shift_tokens_right(padded, self.pad_token_id, self.decoder_start_token_id)
+        return {"input_features": inputs, "labels": padded, "decoder_input_ids": decoder_inputs}

@@ -54,6 +54,7 @@ from whisperforge.train.divergence import DivergenceStop, TrainingDiverged
 from whisperforge.train.gpu import pick_device, pick_precision
 from whisperforge.train.guard import Guard, GuardedTrainer, cer_metric, guard_outcome
 from whisperforge.train.launch import launch
+from whisperforge.train.loss import token_mean_loss
 from whisperforge.train.settings import TrainSettings
 
 log = logging.getLogger(__name__)
@@ -368,9 +369,9 @@ def training_arguments(
         use_cpu=plan.device == "cpu",
         ddp_backend=("nccl" if plan.device == "cuda" else "gloo") if plan.world_size > 1 else None,
         ddp_find_unused_parameters=False,
-        # Whisper's loss is a per-batch mean that ignores the Trainer's global token count, so the
-        # Trainer's rescaling by the number of processes would double the loss and gradients.
-        average_tokens_across_devices=False,
+        # The loss is a token mean over the whole step (loss.py): the token count is summed over
+        # the processes, and the Trainer scales each process's loss by their number for DDP's mean.
+        average_tokens_across_devices=True,
         # A streamed set is split between the processes (dataset.rank_share): each makes its own
         # batches, instead of rank 0 reading every batch and sending each process its slice.
         accelerator_config=(
@@ -694,7 +695,8 @@ def build_trainer(job: dict[str, Any]) -> Setup:
             processor=processor,
             train_dataset=train_set,
             eval_dataset=evaluation_set(dev_data, processor, settings),
-            data_collator=SpeechCollator(model.config.decoder_start_token_id),
+            data_collator=SpeechCollator.for_model(model.config),
+            compute_loss_func=token_mean_loss,
             processing_class=processor.feature_extractor,
             compute_metrics=cer_metric(processor) if args.predict_with_generate else None,
             callbacks=training_callbacks(settings, plan, checkpoints, epoch, model, full),
