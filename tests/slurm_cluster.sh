@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A throwaway single-node SLURM cluster on this machine, to try profiles/slurm and to test it
+# A throwaway two-node SLURM cluster on this machine, to try profiles/slurm and to test it
 # (tests/test_slurm.py). Debian/Ubuntu, run as root; no systemd needed.
 #
 #   tests/slurm_cluster.sh start    # install slurm-wlm + munge if missing, start the daemons
@@ -14,9 +14,12 @@
 # the plugin's jobstep executor drops every SLURM_* variable before its `srun`, which then only
 # finds the default /etc/slurm/slurm.conf.
 #
-# The node: NodeName=localhost (slurmd -N localhost), CPUs = nproc, RealMemory a margin below what
-# the machine has, one partition `main` (Default=YES), and one fake GPU: GresTypes=gpu with
-# gres.conf `File=/dev/null`, so jobs that ask for a GPU schedule on a GPU-less box.
+# The nodes: two slurmd on this one host, NodeName=node1 and node2 (slurmd -N NAME, each
+# on its own port; this Slurm build runs several slurmd per host), so that a `train.nodes: 2` run
+# is a real two-node job. Each node has CPUs = nproc and RealMemory a margin below what the
+# machine has (both the whole machine: SlurmdParameters=config_overrides trusts the numbers),
+# one partition `main` (Default=YES), and one fake GPU each: GresTypes=gpu with gres.conf
+# `File=/dev/null`, so jobs that ask for a GPU schedule on a GPU-less box.
 # MinJobAge is an hour: there is no slurmdbd (so no sacct), and the executor plugin's
 # `squeue` status command needs finished jobs to stay visible.
 #
@@ -25,13 +28,13 @@
 # available").
 #
 # Knobs (environment): WHISPERFORGE_SLURM_DIR, WHISPERFORGE_SLURM_PORT (slurmctld; slurmd uses
-# the next port; default 6817), WHISPERFORGE_SLURM_WAIT (seconds to wait for the node, default 90).
+# the next two ports; default 6817), WHISPERFORGE_SLURM_WAIT (seconds to wait for the node, default 90).
 set -euo pipefail
 
 STATE=${WHISPERFORGE_SLURM_DIR:-/tmp/whisperforge-slurm}
 PORT=${WHISPERFORGE_SLURM_PORT:-6817}
 WAIT=${WHISPERFORGE_SLURM_WAIT:-90}
-NODE=localhost
+NODES=(node1 node2)
 CONF=$STATE/slurm.conf
 ETC_CONF=/etc/slurm/slurm.conf
 SOCKET=$STATE/munge/munge.socket
@@ -65,7 +68,8 @@ install_packages() {
 }
 
 write_config() {
-  local cpus mem_mb margin
+  local cpus mem_mb margin host
+  host=$(hostname -s) # both nodes' host: this one (with two nodes, slurmctld needs it said)
   # The machine's CPUs, not a thread limit of the caller: nproc honours OMP_NUM_THREADS, which
   # a pytest-xdist worker sets to its share (tests/conftest.py).
   cpus=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)
@@ -73,11 +77,11 @@ write_config() {
   # slurmd drains a node that reports less memory than configured: keep a margin below it.
   margin=$((mem_mb / 10 > 512 ? mem_mb / 10 : 512))
   mem_mb=$((mem_mb - margin))
-  mkdir -p "$STATE/ctld" "$STATE/spool" "$STATE/munge"
+  mkdir -p "$STATE/ctld" "$STATE/spool/${NODES[0]}" "$STATE/spool/${NODES[1]}" "$STATE/munge"
   cat >"$CONF" <<EOF
-# Written by tests/slurm_cluster.sh: a single-node cluster for trying/testing profiles/slurm.
+# Written by tests/slurm_cluster.sh: a two-node cluster on one host for trying/testing profiles/slurm.
 ClusterName=whisperforge
-SlurmctldHost=$NODE(127.0.0.1)
+SlurmctldHost=localhost(127.0.0.1)
 SlurmctldPort=$PORT
 SlurmdPort=$((PORT + 1))
 SlurmUser=root
@@ -86,11 +90,12 @@ AuthType=auth/munge
 CredType=cred/munge
 AuthInfo=socket=$SOCKET
 StateSaveLocation=$STATE/ctld
-SlurmdSpoolDir=$STATE/spool
+# %n: the node's name, one spool, PID file and log per slurmd.
+SlurmdSpoolDir=$STATE/spool/%n
 SlurmctldPidFile=$STATE/slurmctld.daemon.pid
-SlurmdPidFile=$STATE/slurmd.daemon.pid
+SlurmdPidFile=$STATE/slurmd-%n.daemon.pid
 SlurmctldLogFile=$STATE/slurmctld.log
-SlurmdLogFile=$STATE/slurmd.log
+SlurmdLogFile=$STATE/slurmd-%n.log
 SlurmctldDebug=info
 SlurmdDebug=info
 MailProg=/bin/true
@@ -111,13 +116,15 @@ ReturnToService=2
 # Trust the configured CPUs/memory instead of draining the node over a topology mismatch.
 SlurmdParameters=config_overrides
 GresTypes=gpu
-NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem_mb Gres=gpu:1 State=UNKNOWN
-PartitionName=main Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
+NodeName=${NODES[0]} NodeHostname=$host NodeAddr=127.0.0.1 Port=$((PORT + 1)) CPUs=$cpus RealMemory=$mem_mb Gres=gpu:1 State=UNKNOWN
+NodeName=${NODES[1]} NodeHostname=$host NodeAddr=127.0.0.1 Port=$((PORT + 2)) CPUs=$cpus RealMemory=$mem_mb Gres=gpu:1 State=UNKNOWN
+PartitionName=main Nodes=${NODES[0]},${NODES[1]} Default=YES MaxTime=INFINITE State=UP
 EOF
   cat >"$STATE/gres.conf" <<EOF
-# One pretend GPU: jobs asking for gpu:1 schedule here; there is no device behind it.
+# One pretend GPU per node: jobs asking for gpu:1 schedule here; there is no device behind it.
 AutoDetect=off
-NodeName=$NODE Name=gpu File=/dev/null
+NodeName=${NODES[0]} Name=gpu File=/dev/null
+NodeName=${NODES[1]} Name=gpu File=/dev/null
 EOF
   cat >"$STATE/cgroup.conf" <<EOF
 # Not used (proctrack/linuxproc, task/none); present so slurmd finds no stray system file.
@@ -165,34 +172,36 @@ start_munge() {
   die "munged did not start; see $STATE/munged.log:"$'\n'"$(tail -n 5 "$STATE/munged.log" 2>&1)"
 }
 
-start_daemon() { # start_daemon NAME ARGS...: run NAME in the foreground, in the background
-  local name=$1
-  shift
+start_daemon() { # start_daemon NAME PROGRAM ARGS...: PROGRAM in the foreground, in the background
+  local name=$1 program=$2
+  shift 2
   alive "$name" && return 0
-  nohup "$name" -D "$@" >>"$STATE/$name.out" 2>&1 </dev/null &
+  nohup "$program" -D "$@" >>"$STATE/$name.out" 2>&1 </dev/null &
   echo $! >"$STATE/$name.pid"
 }
 
-node_state() {
-  sinfo --noheader --nodes="$NODE" --format=%t 2>/dev/null | head -1
+DAEMONS=(slurmctld "slurmd-${NODES[0]}" "slurmd-${NODES[1]}")
+
+nodes_state() { # the states of both nodes, one word: "idle" when both are idle
+  sinfo --noheader --nodes="${NODES[0]},${NODES[1]}" --format=%t 2>/dev/null | sort -u | paste -sd,
 }
 
 wait_for_node() {
   local state="" deadline=$((SECONDS + WAIT))
   while ((SECONDS < deadline)); do
-    state=$(node_state || true)
+    state=$(nodes_state || true)
     case $state in
-      idle | mix | alloc | comp) return 0 ;;
+      idle | mix | alloc | comp) return 0 ;; # one state for both (sinfo lists each once)
     esac
-    for daemon in slurmctld slurmd; do
+    for daemon in "${DAEMONS[@]}"; do
       alive "$daemon" || die "$daemon exited during start-up; last lines of its log:"$'\n'"$(
         tail -n 15 "$STATE/$daemon.log" "$STATE/$daemon.out" 2>&1)"
     done
     sleep 1
   done
-  die "node $NODE not idle after ${WAIT}s (sinfo state: '${state:-no answer}'); see" \
-    "$STATE/slurmctld.log and $STATE/slurmd.log:"$'\n'"$(tail -n 8 "$STATE/slurmctld.log" \
-      "$STATE/slurmd.log" 2>&1)"
+  die "nodes ${NODES[*]} not idle after ${WAIT}s (sinfo states: '${state:-no answer}'); see" \
+    "$STATE/slurmctld.log and $STATE/slurmd-*.log:"$'\n'"$(tail -n 8 "$STATE/slurmctld.log" \
+      "$STATE"/slurmd-*.log 2>&1)"
 }
 
 start() {
@@ -204,19 +213,21 @@ start() {
     # A fresh cluster each time: jobs recovered from a previous run's state could still hold the
     # node's CPUs (their processes died with the old slurmd).
     rm -rf "$STATE/ctld" "$STATE/spool"
-    for log in slurmctld slurmd; do # job ids restart at 1: keep one generation of old logs
+    for log in "${DAEMONS[@]}"; do # job ids restart at 1: keep one generation of old logs
       [[ -f $STATE/$log.log ]] && mv -f "$STATE/$log.log" "$STATE/$log.log.old"
     done
   fi
-  if ! alive slurmctld || ! alive slurmd; then
+  if ! alive slurmctld || ! alive "${DAEMONS[1]}" || ! alive "${DAEMONS[2]}"; then
     write_config
   fi
   link_etc_conf
   start_munge
-  start_daemon slurmctld -i -f "$CONF"
-  start_daemon slurmd -N "$NODE" -f "$CONF"
+  start_daemon slurmctld slurmctld -i -f "$CONF"
+  for node in "${NODES[@]}"; do
+    start_daemon "slurmd-$node" slurmd -N "$node" -f "$CONF"
+  done
   wait_for_node
-  echo "slurm_cluster.sh: node $NODE is up ($(node_state)); partition main; state in $STATE"
+  echo "slurm_cluster.sh: nodes ${NODES[*]} are up ($(nodes_state)); partition main; state in $STATE"
   echo "export SLURM_CONF=$CONF"
 }
 
@@ -239,7 +250,7 @@ cancel_jobs() {
 stop() {
   local pid
   cancel_jobs
-  for name in slurmd slurmctld munged; do
+  for name in "${DAEMONS[2]}" "${DAEMONS[1]}" slurmctld munged; do
     if alive "$name"; then
       pid=$(<"$STATE/$name.pid")
       kill "$pid" 2>/dev/null || true
@@ -259,7 +270,7 @@ stop() {
 
 status() {
   local rc=0
-  for name in munged slurmctld slurmd; do
+  for name in munged "${DAEMONS[@]}"; do
     if alive "$name"; then
       echo "$name: running (pid $(<"$STATE/$name.pid"))"
     else
@@ -268,7 +279,7 @@ status() {
     fi
   done
   if ((rc == 0)); then
-    echo "node $NODE: $(node_state || echo 'no answer')"
+    echo "nodes ${NODES[*]}: $(nodes_state || echo 'no answer')"
     echo "export SLURM_CONF=$CONF"
   fi
   return $rc

@@ -9,6 +9,7 @@ is tests/fake_slurm/srun (one task per "node", all here), everything else is the
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -70,6 +71,20 @@ def test_several_nodes_outside_a_big_enough_slurm_job_is_a_one_line_error(enviro
     with pytest.raises(WhisperforgeError, match=r"^config train\.nodes: 2") as error:
         slurm_rendezvous(2, environ)
     assert says in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_step_without_the_node_count_asks_squeue(monkeypatch):
+    # The Snakemake SLURM executor passes a job step SLURM_JOB_ID only.
+    asked = []
+
+    def squeue(command, **kwargs):
+        asked.append(command)
+        return subprocess.CompletedProcess(command, 0, stdout="1\n", stderr="")
+
+    monkeypatch.setattr("whisperforge.train.launch.subprocess.run", squeue)
+    with pytest.raises(WhisperforgeError, match=r"SLURM job 7 holds 1 node\(s\)$"):
+        slurm_rendezvous(2, {"SLURM_JOB_ID": "7"})
+    assert asked == [["squeue", "--noheader", "--jobs=7", "--format=%D"]]
 
 
 def adapter_weights(adapter: Path) -> dict:

@@ -1,10 +1,12 @@
-"""profiles/slurm against a real single-node SLURM on this machine (tests/slurm_cluster.sh).
+"""profiles/slurm against a real two-node SLURM on this machine (tests/slurm_cluster.sh: two
+slurmd on this host, node1 and node2).
 
 A slice of the demo DAG (data -> tiny base model -> pretrain_base -> CT2 export -> transcribe ->
 score) runs once through SLURM with `--workflow-profile profiles/slurm` and once locally, in two
 private copies of the workflow, at the same time (the SLURM run mostly waits on the queue). The
 tests check that every job was a SLURM job, that the GPU rules got a (pretend) GPU from SLURM, and
-that both runs produced the same files.
+that both runs produced the same files. Then a `train.nodes: 2` fine-tune runs as one job on both
+nodes, one torchrun agent on each.
 
 No skipping: if SLURM cannot be installed or started, the tests fail with the reason.
 """
@@ -135,7 +137,7 @@ def runs(cluster, tmp_path_factory):
         *CONFIG_ARGS,
         "--workflow-profile",
         "profiles/slurm",
-        # A one-node test cluster: check the queue often, keep every job's SLURM log to inspect.
+        # A small test cluster: check the queue often, keep every job's SLURM log to inspect.
         "--slurm-init-seconds-before-status-checks",
         "2",
         "--slurm-keep-successful-logs",
@@ -186,12 +188,12 @@ def test_slurm_ran_every_job_of_the_slice(runs, slurm_jobs):
     assert dict(by_rule) == runs["planned"], (by_rule, runs["planned"])
     assert {job["JobState"] for job in slurm_jobs} == {"COMPLETED"}, slurm_jobs
     assert {job["Partition"] for job in slurm_jobs} == {"main"}
-    # slurmctld itself started each of them on the node, from its main or backfill scheduler ...
+    # slurmctld itself started each of them on a node, from its main or backfill scheduler ...
     ctld_log = (STATE / "slurmctld.log").read_text(errors="replace")
     for job in slurm_jobs:
         started = (
-            rf"sched: Allocate JobId={job['JobId']} NodeList=localhost\b"
-            rf"|sched/backfill: _start_job: Started JobId={job['JobId']} in \S+ on localhost\b"
+            rf"sched: Allocate JobId={job['JobId']} NodeList=node[12]\b"
+            rf"|sched/backfill: _start_job: Started JobId={job['JobId']} in \S+ on node[12]\b"
         )
         assert re.search(started, ctld_log), job
     # ... and each wrote its SLURM log (kept with --slurm-keep-successful-logs) per rule.
@@ -240,50 +242,58 @@ def test_slurm_outputs_match_a_local_run(runs):
     print(f"SLURM and local runs together: {runs['seconds']:.0f} s")
 
 
-def test_a_two_node_run_asks_slurm_for_two_nodes_of_one_task_and_doctor_sees_one(runs):
-    """`train.nodes: 2` as SLURM receives it (this cluster has one node, so it stays queued),
-    and doctor's check of the partition with the real sinfo."""
+def test_a_two_node_run_is_one_job_on_both_nodes_and_doctor_knows_the_partition(runs):
+    """`train.nodes: 2` through profiles/slurm: SLURM gives the finetune job both nodes, one task
+    each (the step's own srun, not the plugin's), and each runs a torchrun agent; doctor checks
+    the partition with the real sinfo."""
     workdir = runs["slurm"]
-    wide = {"runs": {"wide": {"nodes": 2, "device": "cpu", "max_steps": 2}}}
+    wide = {"runs": {"wide": {"nodes": 2, "device": "cpu", "max_steps": 2, "eval_steps": 2}}}
     (workdir / "wide.yaml").write_text(yaml.safe_dump(wide))
-    proc = _snakemake(
-        workdir,
-        "results/models/wide/adapter",
-        *CONFIG_ARGS,
-        "wide.yaml",
-        "--workflow-profile",
-        "profiles/slurm",
-        "--slurm-init-seconds-before-status-checks",
-        "2",
-    )
     earlier = {j["JobId"] for j in _scontrol_jobs()}  # scontrol keeps ended jobs a while
-    job = {}
-    try:
-        deadline = time.monotonic() + 180
-        while not job and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(1)
-            found = [
-                j
-                for j in _scontrol_jobs()
-                if j["JobId"] not in earlier and _rule_of(j.get("Comment", "")) == "finetune"
-            ]
-            job = found[0] if found else {}
-    finally:
-        proc.send_signal(signal.SIGINT)  # cancels the queued job
-        _, err = proc.communicate(timeout=120)
-    assert job, f"no finetune job reached the queue:\n{err[-3000:]}"
-    assert job["NumNodes"] in ("2", "2-2") and job["NumTasks"] == "2", job
-    # Queued for want of a second node (PartitionConfig at first, then PartitionNodeLimit).
-    assert job["JobState"] == "PENDING" and job["Reason"].startswith("Partition"), job
+    _finish(
+        _snakemake(
+            workdir,
+            "results/models/wide/adapter",
+            *CONFIG_ARGS,
+            "wide.yaml",
+            "--workflow-profile",
+            "profiles/slurm",
+            "--slurm-init-seconds-before-status-checks",
+            "2",
+            # The profile asks 32 GB for a fine-tune; each test node has the machine's RAM less
+            # a margin.
+            "--set-resources",
+            "finetune:mem_mb=4000",
+        ),
+        "the two-node run",
+    )
+    [job] = [
+        j
+        for j in _scontrol_jobs()
+        if j["JobId"] not in earlier and _rule_of(j.get("Comment", "")) == "finetune"
+    ]
+    assert job["JobState"] == "COMPLETED", job
+    assert job["NumNodes"] == "2" and job["NumTasks"] == "2", job
+    assert job["NodeList"] in ("node[1-2]", "node1,node2"), job
+    # Each node's slurmd launched one task of the step's srun (step 0: the plugin added none).
+    for node in ("node1", "node2"):
+        slurmd_log = (STATE / f"slurmd-{node}.log").read_text(errors="replace")
+        assert f"launch task StepId={job['JobId']}.0 " in slurmd_log, node
+    log = (workdir / "logs/train/finetune_wide.log").read_text(errors="replace")
+    assert "--nnodes=2 --rdzv-backend=c10d" in log and f"--rdzv-id={job['JobId']}" in log, log
+    summary = workdir / "results/models/wide/adapter/training_summary.json"
+    summary = json.loads(summary.read_text())
+    assert (summary["processes"], summary["global_step"]) == (2, 2), summary
 
+    (workdir / "wider.yaml").write_text(yaml.safe_dump({"runs": {"wide": {"nodes": 3}}}))
     doctor = subprocess.run(
-        [sys.executable, "-m", "whisperforge", "doctor", *CONFIG_ARGS, "wide.yaml"],
+        [sys.executable, "-m", "whisperforge", "doctor", *CONFIG_ARGS, "wide.yaml", "wider.yaml"],
         cwd=workdir,
         capture_output=True,
         text=True,
         env={**_env(), "PYTHONPATH": str(workdir)},
         timeout=300,
     )
-    assert "FAIL  SLURM: runs.wide: train.nodes needs 2 nodes; partition main has 1" in (
+    assert "FAIL  SLURM: runs.wide: train.nodes needs 3 nodes; partition main has 2" in (
         doctor.stdout
     ), doctor.stdout + doctor.stderr

@@ -75,6 +75,24 @@ def srun_command(nodes: int, agent: list[str]) -> list[str]:
     ]
 
 
+def job_nodes(job_id: str, environ: Mapping[str, str]) -> int | None:
+    """How many nodes SLURM job `job_id` holds: from the job's variables, else from `squeue`
+    (the Snakemake executor passes a step only SLURM_JOB_ID), else None (not known)."""
+    count = environ.get("SLURM_JOB_NUM_NODES") or environ.get("SLURM_NNODES")
+    if count is None:
+        try:
+            count = subprocess.run(
+                ["squeue", "--noheader", f"--jobs={job_id}", "--format=%D"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=True,
+            ).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return None
+    return int(count) if count.isdigit() else None
+
+
 def slurm_rendezvous(nodes: int, environ: Mapping[str, str] | None = None) -> Rendezvous:
     """The rendezvous of this SLURM job's agents; a clear error outside a big enough job."""
     environ = os.environ if environ is None else environ
@@ -84,8 +102,8 @@ def slurm_rendezvous(nodes: int, environ: Mapping[str, str] | None = None) -> Re
             f"config train.nodes: {nodes} runs as one SLURM job of {nodes} nodes "
             "(snakemake --workflow-profile profiles/slurm); this step is not in a SLURM job"
         )
-    held = int(environ.get("SLURM_JOB_NUM_NODES") or environ.get("SLURM_NNODES") or 1)
-    if held < nodes:
+    held = job_nodes(job_id, environ)
+    if held is not None and held < nodes:
         raise WhisperforgeError(
             f"config train.nodes: {nodes}, but SLURM job {job_id} holds {held} node(s)"
         )
