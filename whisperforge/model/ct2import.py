@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import mmap
 import os
 import shutil
@@ -94,6 +95,10 @@ class Ct2Model:
     def get(self, name: str) -> Ct2Variable | None:
         """A variable by name, through an alias (CTranslate2 stores a duplicate only once)."""
         return self.variables.get(self.aliases.get(name, name))
+
+    def parameter_count(self) -> int:
+        """Values stored (a shared variable once, as transformers ties it)."""
+        return sum(math.prod(variable.shape) for variable in self.variables.values())
 
 
 class _Cursor:

@@ -308,7 +308,13 @@ def cpu_ok_model(config: dict[str, Any], workdir: Path) -> bool:
     base = base_of(config["model"], workdir)
     if base.kind == "tiny":
         return True
-    if base.kind in LOCAL_KINDS:
+    if base.kind == "ct2":  # counted in model.bin, as the import will read it
+        try:
+            count = read_whisper(workdir / base.path)[0].parameter_count()
+        except WhisperforgeError:  # the base-model check names what is wrong with it
+            return False
+        return 0 < count <= CPU_OK_PARAMETERS
+    if base.kind == "local":
         return 0 < parameter_count(workdir / base.path) <= CPU_OK_PARAMETERS
     return False
 
