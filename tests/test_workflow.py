@@ -1,8 +1,9 @@
 """End to end: the real rules on the shipped demo data, offline, on the CPU.
 
-One module-scoped run builds the whole DAG (the shipped faster-whisper base imported -> three LoRA
-runs -> merged -> CT2 -> eval -> summary), the main run trained as the demo profile trains it; the tests
-then inspect what it built and what `snakemake -n` would redo after each kind of change.
+One module-scoped run builds the whole DAG (the shipped faster-whisper base imported -> three
+LoRA runs -> merged -> CT2 -> eval -> summary), the main run trained as the demo profile trains
+it; the tests then inspect what it built and what `snakemake -n` would redo after each kind of
+change.
 """
 
 from __future__ import annotations
