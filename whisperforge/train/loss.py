@@ -14,19 +14,14 @@ from typing import Any
 
 import torch
 
-IGNORED = -100  # the collator's label padding
-
 
 def token_mean_loss(
     outputs: Any, labels: torch.Tensor, num_items_in_batch: torch.Tensor | int | None = None
 ) -> torch.Tensor:
-    logits = outputs.logits.float()  # float32 for the sum, as transformers' own losses upcast
-    summed = torch.nn.functional.cross_entropy(
-        logits.reshape(-1, logits.shape[-1]),
-        labels.to(logits.device).reshape(-1),
-        ignore_index=IGNORED,
-        reduction="sum",
-    )
-    if num_items_in_batch is None:  # called outside a training step: this batch's own mean
-        num_items_in_batch = labels.ne(IGNORED).sum()
-    return summed / num_items_in_batch
+    # transformers' token-level loss without a shift (Whisper's labels are already aligned with
+    # its logits: the decoder's inputs are the labels shifted right, dataset.SpeechCollator):
+    # float32 logits, -100 ignored, summed over `num_items_in_batch` (this batch's mean without).
+    from transformers.loss.loss_utils import ForMaskedLMLoss
+
+    logits = outputs.logits
+    return ForMaskedLMLoss(logits, labels, logits.shape[-1], num_items_in_batch)
