@@ -42,6 +42,11 @@ def pytest_configure(config: pytest.Config) -> None:
     # processes it starts: each worker keeps to its share of the cores (helpers.cores_per_worker).
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[name] = str(cores_per_worker())
+    # Where a test runs on every core beside another worker (the demo build), OpenMP threads that
+    # spin while they wait (torch's and CTranslate2's libgomp) burn the core the other worker
+    # needs (test_slurm.py measured a 1 s decode at 6-18 s); waiting threads sleep instead. Same
+    # threads, same order of operations, same results.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -1,11 +1,11 @@
 """A real pretrained Whisper through the real rules: faster-whisper-base (CTranslate2 float16, from
 PyPI) as `model.base`, real Mandarin speech (../shared/realzh) as the general-speech set.
 
-One DAG build, shortened: the base is imported, exported and scored; a short LoRA run on the
-demo's espeak voices (which whisper-base has never heard: it loops on them) is trained with the
-forgetting guard, merged, exported and scored on both sets. Every check is relative (against
-base, or against faster-whisper run directly), never a fixed CER: a real model is weak on voices
-it has not heard, and how weak depends on the voice.
+One DAG build, shortened (about 8 minutes on one core): the base is imported, exported and
+scored; a short LoRA run on the demo's espeak voices (which whisper-base has never heard: it loops
+on them) is trained with the forgetting guard, merged, exported and scored on both sets. Every
+check is relative (against base, or against faster-whisper run directly), never a fixed CER: a
+real model is weak on voices it has not heard, and how weak depends on the voice.
 """
 
 from __future__ import annotations
@@ -25,22 +25,26 @@ from helpers import (
     snakemake,
 )
 
+from whisperforge.demo.demolectures import WRONG_CUE
 from whisperforge.metrics.cer import normalize, score_pairs
 
 pytestmark = [pytest.mark.realmodel, pytest.mark.e2e]
 
-STEPS, EVERY = 8, 4
+STEPS, EVERY = 4, 2
 BUDGET = 2.0
+GENERAL = 10  # of the real recordings, the general-speech set
 
 
-def lane_overlay(base: Path, general: Path, recordings: Path) -> dict:
+def lane_overlay(
+    base: Path, general: Path, lectures: Path, recordings: Path, subtitled: Path
+) -> dict:
     """REFERENCE's hand-made run, shortened: LoRA r16 on all six projections at lr 1e-3,
     faster-whisper padding, the shift augmentation, greedy decoding, on the CPU. Two corpora
-    checked by the real seed model: the demo's lectures (one wrong cue) and the real recordings
-    joined into one recording with its subtitle file, held out and judged long-form; that
-    recording is also subtitled by the imported base."""
+    checked by the real seed model: the demo lecture with the wrong cue (espeak voices, which
+    the model does not know), and real recordings joined into two recordings with their subtitle
+    files, one held out and judged long-form; that one is also subtitled by the imported base."""
     corpora = {
-        "lectures": {"recordings": "demo/lectures", "test": ["lecture03"], "dev": []},
+        "lectures": {"recordings": str(lectures), "test": [], "dev": []},
         "realspeech": {"recordings": str(recordings), "test": ["realzh_a"], "dev": []},
     }
     return {
@@ -58,7 +62,7 @@ def lane_overlay(base: Path, general: Path, recordings: Path) -> dict:
             "dataloader_num_workers": 0,
             "gradient_checkpointing": False,
             "feature_padding": "faster-whisper",
-            "guard_max_utterances": 8,
+            "guard_max_utterances": 4,
             "lora": {"r": 16, "alpha": 32},
             "augment": {"speed_prob": 0.0, "volume_prob": 0.0, "shift_prob": 0.5},
         },
@@ -71,7 +75,7 @@ def lane_overlay(base: Path, general: Path, recordings: Path) -> dict:
             "beam_size": 1,
             "speed_utterances": 1,
         },
-        "subtitles": {"inputs": str(recordings), "model": "base", "beam_size": 1},
+        "subtitles": {"inputs": str(subtitled), "model": "base", "beam_size": 1},
     }
 
 
@@ -80,11 +84,21 @@ def built(faster_whisper_base, tmp_path_factory) -> Path:
     if os.environ.get("REUSE_REALMODEL"):  # a finished build's folder, to iterate on the checks
         return Path(os.environ["REUSE_REALMODEL"])
     workdir = copy_workflow(tmp_path_factory.mktemp("realmodel"))
-    general = realzh_manifest(workdir / "realzh.jsonl")
-    # The first ten recordings held out (judged long-form), the other ten the corpus's train.
-    realzh_lecture(workdir / "realspeech", "realzh_a", slice(0, 10))
-    realzh_lecture(workdir / "realspeech", "realzh_b", slice(10, None))
-    overlay = lane_overlay(faster_whisper_base, general, workdir / "realspeech")
+    general = realzh_manifest(workdir / "realzh.jsonl", limit=GENERAL)
+    lectures = workdir / "lectures"  # the demo lecture with the wrong cue, training only
+    lectures.mkdir()
+    for suffix in (".flac", ".srt"):
+        os.link(
+            workdir / f"demo/lectures/{WRONG_CUE[0]}{suffix}", lectures / f"{WRONG_CUE[0]}{suffix}"
+        )
+    # Ten recordings held out (judged long-form, and subtitled), five the corpus's train.
+    speech = workdir / "realspeech"
+    realzh_lecture(speech, "realzh_a", slice(0, 10))
+    realzh_lecture(speech, "realzh_b", slice(10, 15))
+    subtitled = workdir / "subtitled"
+    subtitled.mkdir()
+    os.link(speech / "realzh_a.wav", subtitled / "realzh_a.wav")
+    overlay = lane_overlay(faster_whisper_base, general, lectures, speech, subtitled)
     (workdir / "realmodel.yaml").write_text(yaml.safe_dump(overlay, allow_unicode=True))
     snakemake(workdir, "--configfile", "config.yaml", "realmodel.yaml", "--resources", "gpu=1")
     return workdir
@@ -131,7 +145,7 @@ def test_zero_shot_on_real_speech_matches_faster_whisper_run_directly(built, fas
         refs.append(normalize(record["sentence"]))
         hyps.append(normalize("".join(s.text for s in segments)))
     direct = score_pairs(refs, hyps)["cer"]
-    assert len(refs) == len((REALZH / "clips.tsv").read_text().splitlines()) - 1
+    assert len(refs) == GENERAL <= len((REALZH / "clips.tsv").read_text().splitlines()) - 1
     assert abs(cer_of(built, "base", "realzh") - direct) <= 0.01
     # Real speech it knows, unheard synthetic voices it does not: the lane's premise.
     assert cer_of(built, "base", "realzh") < cer_of(built, "base", "test")
@@ -177,19 +191,17 @@ def test_forgetting_is_measured_flagged_by_the_budget_and_guarded_in_training(bu
 def test_the_real_seed_model_rejects_the_wrong_cue_and_keeps_nine_in_ten_correct_ones(built):
     import csv
 
-    from whisperforge.demo.demolectures import WRONG_CUE
-
     with (built / "results/manifests/corpora/lectures/report.tsv").open(encoding="utf-8") as f:
         checked = [r for r in csv.DictReader(f, delimiter="\t") if r["fit_margin"]]
     wrong = [r for r in checked if (r["recording"], r["cue"]) == (WRONG_CUE[0], str(WRONG_CUE[1]))]
     correct = [r for r in checked if r not in wrong]
     assert len(wrong) == 1 and wrong[0]["status"].startswith("text does not fit its audio")
     kept = [r for r in correct if r["status"] == "kept"]
-    assert len(kept) >= 0.9 * len(correct) and len(correct) >= 30, (len(kept), len(correct))
+    assert len(kept) >= 0.9 * len(correct) and len(correct) >= 10, (len(kept), len(correct))
     # Real speech, every cue correct: all kept.
     with (built / "results/manifests/corpora/realspeech/report.tsv").open(encoding="utf-8") as f:
         real = [r for r in csv.DictReader(f, delimiter="\t")]
-    assert [r["status"] for r in real] == ["kept"] * 20
+    assert [r["status"] for r in real] == ["kept"] * 15
 
 
 def test_real_speech_subtitled_whole_cue_by_cue_and_judged_long_form(built):
