@@ -24,7 +24,7 @@ from whisperforge.data.corpora import (
     lhotse_manifests,
 )
 from whisperforge.core.basemodel import resolve_base
-from whisperforge.core.options import decode_keys
+from whisperforge.core.options import decode_keys, subtitle_keys
 from whisperforge.core.errors import WhisperforgeError
 from whisperforge.core.instances import clear_stale_locks
 
@@ -122,6 +122,13 @@ DECODER_MODULE = "whisperforge/decode/transcribe.py"
 def decode_options(*extra_keys):
     """The `eval` keys a decoding step uses: changing any other eval key reruns none of them."""
     return {key: config["eval"][key] for key in [*decode_keys(), *extra_keys]}
+
+
+def subtitle_options():
+    """The `subtitles` keys that shape cues: not `inputs` or `model`, which choose what is
+    subtitled by which model (a change writes other files, and reruns no written one).
+    """
+    return {key: config["subtitles"][key] for key in subtitle_keys()}
 
 
 def manifest_settings():

@@ -236,7 +236,7 @@ rule longform:
             for name, facts in sorted(RECORDINGS[wc.split].items())
             if facts["split"] == "test"
         ],
-        options=config["subtitles"],
+        options=subtitle_options(),
         compute_type=config["eval"]["compute_type"],
         numerals_to_chinese=config["eval"]["numerals_to_chinese"],
         code=code_digest("longform.py"),

@@ -71,7 +71,7 @@ rule subtitles:
         gpu=1,
     params:
         runs=RUNS,
-        options=config["subtitles"],
+        options=subtitle_options(),
         compute_type=config["eval"]["compute_type"],
         code=code_digest("subtitles.py"),
     script:

@@ -47,6 +47,10 @@ def pytest_configure(config: pytest.Config) -> None:
     # needs (test_slurm.py measured a 1 s decode at 6-18 s); waiting threads sleep instead. Same
     # threads, same order of operations, same results.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # pytest-xdist hands out files by default in order of their test count, which put the longest
+    # files (a few tests each) last: keep the order of pytest_collection_modifyitems instead.
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

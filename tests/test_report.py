@@ -433,6 +433,18 @@ def test_speed_rows_per_engine_variant_and_batch(variant_inputs, tmp_path):
     assert "2048 (rss)" in row and "1.00x" in row
 
 
+def test_a_speed_file_of_one_clip_is_said_unbatched(variant_inputs, tmp_path):
+    cer_files, speeds, *rest = variant_inputs
+    one = {**ENGINE_SPEED, "utterances": 1, "batch_size": 1}
+    one["engines"] = [{**e, "batch_size": 1} for e in ENGINE_SPEED["engines"][:2]]
+    _write_json(speeds["alpha"], one)
+    out = _out(tmp_path / "out")
+    _summarize(cer_files, speeds, *rest, out, variants=VARIANTS)
+    md = out["summary_md"].read_text(encoding="utf-8")
+    assert "is 3.33x transformers, both unbatched with beam 5" in md
+    assert "batched at" not in md
+
+
 def test_speed_file_with_bad_engines_is_named(variant_inputs, tmp_path):
     cer_files, _, states = variant_inputs
     bad = _write_json(tmp_path / "bad" / "speed.json", {**ENGINE_SPEED, "engines": [{"x": 1}]})

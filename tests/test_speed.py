@@ -104,6 +104,23 @@ def test_measure_speed_rows_per_engine_variant_and_batch(tiny, exported, int8_ex
     json.dumps(result)  # JSON-able for write_json
 
 
+def test_a_batch_is_never_larger_than_the_clips_timed(tiny, exported, manifest):
+    options = replace(EVAL, beam_size=1)
+    one = measure_speed(
+        tiny, {"float16": exported[0]}, manifest, options, n_utterances=1, batch_size=8
+    )
+    assert (one["utterances"], one["batch_size"]) == (1, 1)
+    assert [(r["engine"], r["batch_size"]) for r in one["engines"]] == [
+        ("transformers", 1),
+        ("faster-whisper", 1),
+    ]
+    three = measure_speed(
+        tiny, {"float16": exported[0]}, manifest, options, n_utterances=5, batch_size=8
+    )
+    assert (three["utterances"], three["batch_size"]) == (3, 3)  # the manifest's three clips
+    assert [r["batch_size"] for r in three["engines"]] == [3, 1, 3, 1]
+
+
 def test_fixed_work_decodes_equal_tokens_unbatched_only_at_batch_size_1(
     tiny, int8_export, manifest
 ):

@@ -568,8 +568,13 @@ def test_every_model_is_judged_on_the_whole_held_out_lecture_and_the_mixed_run_w
 
 
 def linked_copy(demo: Path, dest: Path) -> Path:
-    """The demo build as hard links (same mtimes, no copying); edit files only by replacing them."""
-    shutil.copytree(demo, dest, copy_function=os.link, symlinks=True)
+    """The demo build as hard links (same mtimes, no copying); edit files only by replacing them.
+    Snakemake's own records (.snakemake/) are copied: it rewrites them in place, which through a
+    link would tell the shared build, and every later copy, of jobs it never ran."""
+    shutil.copytree(
+        demo, dest, copy_function=os.link, symlinks=True, ignore=lambda d, _: [".snakemake"]
+    )
+    shutil.copytree(demo / ".snakemake", dest / ".snakemake", symlinks=True)
     return dest
 
 
@@ -589,12 +594,15 @@ def test_the_loop_subtitle_correct_retrain_rebuilds_only_what_the_correction_rea
     from whisperforge.demo.demolectures import LECTURES, WRONG_CUE
 
     loop = linked_copy(demo, tmp_path / "loop")
-    # 1. Subtitle a recording with the best model: .srt and the review queue, least sure first.
+    # 1. Subtitle a recording with a trained run: .srt and the review queue, least sure first.
+    # A named run, not `best`: which run is best after the correction is known only once the
+    # corrected data has retrained `lectures`, which step 4 would then wait for.
     (loop / "inputs").mkdir()
     os.link(loop / "demo/lectures/lecture02.flac", loop / "inputs/lecture02.flac")
-    model_srt = "results/subtitles/best/lecture02.flac.srt"
-    snakemake(loop, model_srt, *demo_args())
-    with (loop / "results/subtitles/best/lecture02.flac.review.tsv").open() as f:
+    args = demo_args(overlay(loop, "loop.yaml", {"subtitles": {"model": "lora"}}))
+    model_srt = "results/subtitles/lora/lecture02.flac.srt"
+    snakemake(loop, model_srt, *args)
+    with (loop / "results/subtitles/lora/lecture02.flac.review.tsv").open() as f:
         review = list(csv.DictReader(f, delimiter="\t"))
     assert len(review) == len(list(srt.parse((loop / model_srt).read_text())))
     sure = [float(r["avg_logprob"]) for r in review]
@@ -610,8 +618,8 @@ def test_the_loop_subtitle_correct_retrain_rebuilds_only_what_the_correction_rea
 
     # 3. The rerun: that recording, the train split, the mixed run and what follows it; never
     # the AISHELL-only runs, the test split, or base.
-    proc = snakemake(loop, "-n", *demo_args())
-    planned = jobs_planned(loop, *demo_args())
+    proc = snakemake(loop, "-n", *args)
+    planned = jobs_planned(loop, *args)
     assert planned.get("corpus_recording") == 1 and planned.get("corpus_split") == 1, planned
     assert planned.get("finetune") == 1 and planned.get("mix_run") == 1, planned
     assert "pretrain_base" not in planned and "build_manifests" not in planned, planned
@@ -624,8 +632,19 @@ def test_the_loop_subtitle_correct_retrain_rebuilds_only_what_the_correction_rea
             assert model.group(1) == "lectures", line  # only the retrained model is re-evaluated
 
     # 4. The correction is counted: the model's subtitles against the corrected file.
-    snakemake(loop, f"{CORPUS}/stats.json", *demo_args())
+    snakemake(loop, f"{CORPUS}/stats.json", *args)
     stats = json.loads((loop / f"{CORPUS}/stats.json").read_text())
     correction = stats["recordings"][name]["correction"]
     assert correction["model_subtitles"] == model_srt
     assert correction["cer"] > 0 and correction["chars_changed"] > 0
+
+
+def test_choosing_what_to_subtitle_reruns_no_long_form_judgement(demo, tmp_path):
+    copy = linked_copy(demo, tmp_path / "copy")
+    # Which recordings, by which model: other files to write, none of the written ones stale.
+    chosen = overlay(copy, "chosen.yaml", {"subtitles": {"model": "lora", "inputs": "mine/"}})
+    assert jobs_planned(copy, *demo_args(chosen)) == {}
+    # How cues are cut: the long-form judgement of every model, then the summary.
+    shaped = overlay(copy, "shaped.yaml", {"subtitles": {"max_line_chars": 16}})
+    planned = jobs_planned(copy, *demo_args(shaped))
+    assert planned == {"longform": 1 + len(RUNS), "summarize": 1, "all": 1}, planned

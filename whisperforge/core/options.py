@@ -65,3 +65,9 @@ class SubtitleOptions:
 def decode_keys() -> list[str]:
     """The `eval` keys that decide how a model decodes (a change reruns transcribe and speed)."""
     return [f.name for f in fields(DecodeOptions)]
+
+
+def subtitle_keys() -> list[str]:
+    """The `subtitles` keys that decide how recordings become cues (a change reruns subtitles and
+    the long-form judgement; `inputs` and `model` choose what is subtitled, and rerun neither)."""
+    return [f.name for f in fields(SubtitleOptions)]

@@ -379,7 +379,8 @@ def measure_speed(
 ) -> dict[str, Any]:
     """Time transformers and every export (quantization -> dir, primary first) on the same clips.
 
-    Rows: each engine batched at `batch_size` and unbatched (one row when `batch_size` is 1),
+    Rows: each engine batched at `batch_size` (at most the clips timed) and unbatched (one row
+    when that is 1),
     with seconds, RTF, speedup against transformers at the same batch size, peak memory, compute
     type. `fixed_tokens` (benchmarks on random weights): end-of-text and every special token are
     banned and each clip decodes exactly that many tokens in both engines, checked.
@@ -389,6 +390,8 @@ def measure_speed(
     # Both engines on one device; train.device: cuda without one stops here.
     run_device, _ = pick_device_and_compute_type(options.compute_type, device)
     indices, audio_s = _pick_clips(manifest, n_utterances)
+    # A batch holds at most the clips timed: batched over one clip is the unbatched row again.
+    batch_size = min(batch_size, len(indices))
     base = {
         "manifest": str(manifest),
         "indices": indices,

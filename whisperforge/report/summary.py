@@ -505,9 +505,11 @@ def _speed_section(speeds: dict[str, dict], rows: list[SpeedRow]) -> str:
     for run in sorted(speeds):
         s = speeds[run]
         if "engines" in s and json_number(s.get("speedup")) is not None:
+            batch = s.get("batch_size")
+            batched = "unbatched" if batch == 1 else f"batched at {_fmt_cell(batch)}"
             headline.append(
                 f"- {run}: the primary export in faster-whisper is {s['speedup']:.2f}x "
-                f"transformers, both batched at {_fmt_cell(s.get('batch_size'))} with beam "
+                f"transformers, both {batched} with beam "
                 f"{_fmt_cell(s.get('beam_size'))}, on {_fmt_cell(s.get('device'))} "
                 f"({_fmt_cell(s.get('utterances'))} utterances, "
                 f"{_fmt_float(s.get('audio_s'), 1)} s of audio"
