@@ -21,18 +21,8 @@ from whisperforge.core.audio import SAMPLE_RATE, resample
 from whisperforge.core.errors import WhisperforgeError, one_line
 from whisperforge.core.files import atomic_dir
 from whisperforge.core.manifest import make_record
-from whisperforge.data.corpus_import import (
-    EMPTY_TEXT,
-    MISSING_AUDIO,
-    SPLITS,
-    UNREADABLE_AUDIO,
-    BadRow,
-    RowPolicy,
-    SplitRows,
-    check_not_empty,
-    normalize_text,
-    write_corpus,
-)
+from whisperforge.data import corpus_import
+from whisperforge.data.corpus_import import SPLITS, BadRow, RowPolicy, SplitRows, write_corpus
 
 if TYPE_CHECKING:
     import numpy as np
@@ -107,10 +97,10 @@ def decode_cell(cell: Any, base: Path) -> np.ndarray:
     elif path:
         file = Path(path) if Path(path).is_absolute() else base / path
         if not file.is_file():
-            raise BadRow(MISSING_AUDIO, f"audio file {file} not found")
+            raise BadRow(corpus_import.MISSING_AUDIO, f"audio file {file} not found")
         source = str(file)
     else:
-        raise BadRow(MISSING_AUDIO, "no audio")
+        raise BadRow(corpus_import.MISSING_AUDIO, "no audio")
     try:
         samples, rate = soundfile.read(source, dtype="float32", always_2d=True)
         samples = resample(samples.mean(axis=1), rate)
@@ -120,9 +110,11 @@ def decode_cell(cell: Any, base: Path) -> np.ndarray:
                 source.seek(0)
             samples, _ = _decode_with_av(source)
         except Exception as e:  # PyAV's FFmpegError subclasses, IndexError (no audio stream)
-            raise BadRow(UNREADABLE_AUDIO, f"audio does not open ({one_line(e)})") from None
+            raise BadRow(
+                corpus_import.UNREADABLE_AUDIO, f"audio does not open ({one_line(e)})"
+            ) from None
     if not samples.size:
-        raise BadRow(UNREADABLE_AUDIO, "audio holds no samples")
+        raise BadRow(corpus_import.UNREADABLE_AUDIO, "audio holds no samples")
     return samples
 
 
@@ -159,9 +151,9 @@ def import_split(
         cell = row[hf["audio_column"]]
         if isinstance(cell, dict) and cell.get("path"):
             where += f" ({cell['path']})"
-        text = normalize_text(row[hf["text_column"]])
+        text = corpus_import.normalize_text(row[hf["text_column"]])
         if not text:
-            policy.bad(rows, where, EMPTY_TEXT, "empty text")
+            policy.bad(rows, where, corpus_import.EMPTY_TEXT, "empty text")
             continue
         try:
             samples = decode_cell(cell, base)
@@ -210,5 +202,5 @@ def import_hf_corpus(
             splits[split] = import_split(
                 dataset[wanted], split, corpus, hf, policy, (Path(source_dir), audio_dir, staging)
             )
-        check_not_empty(splits, hf["splits"], key)
+        corpus_import.check_not_empty(splits, hf["splits"], key)
     return write_corpus("hf", splits, out_dir, policy)

@@ -16,18 +16,8 @@ from typing import Any
 
 from whisperforge.core.errors import WhisperforgeError, one_line
 from whisperforge.core.manifest import make_record
-from whisperforge.data.corpus_import import (
-    EMPTY_TEXT,
-    MISSING_AUDIO,
-    SPLITS,
-    UNREADABLE_AUDIO,
-    BadRow,
-    RowPolicy,
-    SplitRows,
-    check_not_empty,
-    normalize_text,
-    write_corpus,
-)
+from whisperforge.data import corpus_import
+from whisperforge.data.corpus_import import SPLITS, BadRow, RowPolicy, SplitRows, write_corpus
 
 OUTSIDE_AUDIO = "outside_audio"  # a supervision past the end of its recording's file
 END_SLACK_S = 0.05  # lhotse rounds durations; this much past the file's end is its end
@@ -83,16 +73,18 @@ def recording_file(recording: Any, known: dict[str, Any]) -> tuple[str, float]:
         try:
             if len(sources) != 1 or sources[0].type != "file":
                 raise BadRow(
-                    UNREADABLE_AUDIO,
+                    corpus_import.UNREADABLE_AUDIO,
                     f"not one audio file (lhotse source: {', '.join(s.type for s in sources)})",
                 )
             path = sources[0].source
             if not Path(path).is_file():
-                raise BadRow(MISSING_AUDIO, f"audio file {path} not found")
+                raise BadRow(corpus_import.MISSING_AUDIO, f"audio file {path} not found")
             try:
                 known[recording.id] = (path, soundfile.info(path).duration)
             except (soundfile.LibsndfileError, RuntimeError) as e:
-                raise BadRow(UNREADABLE_AUDIO, f"audio {path} does not open ({e})") from None
+                raise BadRow(
+                    corpus_import.UNREADABLE_AUDIO, f"audio {path} does not open ({e})"
+                ) from None
         except BadRow as e:
             known[recording.id] = e
     found = known[recording.id]
@@ -112,9 +104,9 @@ def import_split(cuts: Any, source: str, corpus: str, policy: RowPolicy) -> Spli
         supervision = cut.supervisions[0]
         seen.add(supervision.id)
         where = f"{source}: supervision {supervision.id}"
-        text = normalize_text(supervision.text)
+        text = corpus_import.normalize_text(supervision.text)
         if not text:
-            policy.bad(rows, where, EMPTY_TEXT, "empty text")
+            policy.bad(rows, where, corpus_import.EMPTY_TEXT, "empty text")
             continue
         start, end = round(cut.start, 3), round(cut.start + cut.duration, 3)
         try:
@@ -150,5 +142,5 @@ def import_lhotse_corpus(
         if found is not None:
             splits[split] = import_split(*found, corpus, policy)
             wanted[split] = True
-    check_not_empty(splits, wanted, key)
+    corpus_import.check_not_empty(splits, wanted, key)
     return write_corpus("lhotse", splits, out_dir, policy)

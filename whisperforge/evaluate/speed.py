@@ -380,10 +380,10 @@ def measure_speed(
     """Time transformers and every export (quantization -> dir, primary first) on the same clips.
 
     Rows: each engine batched at `batch_size` (at most the clips timed) and unbatched (one row
-    when that is 1),
-    with seconds, RTF, speedup against transformers at the same batch size, peak memory, compute
-    type. `fixed_tokens` (benchmarks on random weights): end-of-text and every special token are
-    banned and each clip decodes exactly that many tokens in both engines, checked.
+    when that is 1), with seconds, RTF, speedup against transformers at the same batch size, peak
+    memory, compute type. `fixed_tokens` (benchmarks on random weights): end-of-text and every
+    special token are banned and each clip decodes exactly that many tokens in both engines,
+    checked.
     """
     hf_dir, manifest = Path(hf_dir), Path(manifest)
     exports = _checked_models(hf_dir, ct2_dirs, options, fixed_tokens)
@@ -410,14 +410,8 @@ def measure_speed(
     measured: dict[tuple[str, str | None, int], dict[str, Any]] = {}
     # The exports first: a broken one stops the step before transformers' slower start-up.
     for engine, variant, model_dir, size in plan[len(sizes) :] + plan[: len(sizes)]:
-        spec = {
-            **base,
-            "engine": engine,
-            "variant": variant,
-            "model": str(model_dir),
-            "batch_size": size,
-            "batched": size > 1,
-        }
+        spec = {**base, "engine": engine, "variant": variant, "model": str(model_dir)}
+        spec |= {"batch_size": size, "batched": size > 1}
         measured[engine, variant, size] = _in_child(spec)
         log.info("speed: %s: %.3f s", _label(spec), measured[engine, variant, size]["seconds"])
 
