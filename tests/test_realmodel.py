@@ -1,7 +1,7 @@
 """A real pretrained Whisper through the real rules: faster-whisper-base (CTranslate2 float16, from
 PyPI) as `model.base`, real Mandarin speech (../shared/realzh) as the general-speech set.
 
-One DAG build, shortened (about 8 minutes on one core): the base is imported, exported and
+One DAG build, shortened (about 10 minutes on one core): the base is imported, exported and
 scored; a short LoRA run on the demo's espeak voices (which whisper-base has never heard: it loops
 on them) is trained with the forgetting guard, merged, exported and scored on both sets. Every
 check is relative (against base, or against faster-whisper run directly), never a fixed CER: a
