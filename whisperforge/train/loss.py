@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from transformers.loss.loss_utils import ForMaskedLMLoss
 
 
 def token_mean_loss(
@@ -21,7 +22,5 @@ def token_mean_loss(
     # transformers' token-level loss without a shift (Whisper's labels are already aligned with
     # its logits: the decoder's inputs are the labels shifted right, dataset.SpeechCollator):
     # float32 logits, -100 ignored, summed over `num_items_in_batch` (this batch's mean without).
-    from transformers.loss.loss_utils import ForMaskedLMLoss
-
     logits = outputs.logits
     return ForMaskedLMLoss(logits, labels, logits.shape[-1], num_items_in_batch)
