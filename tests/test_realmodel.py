@@ -54,7 +54,7 @@ def lane_overlay(
             "device": "cpu",
             "max_steps": STEPS,
             "warmup_steps": 1,
-            "per_device_train_batch_size": 8,
+            "per_device_train_batch_size": 4,
             "per_device_eval_batch_size": 8,
             "logging_steps": EVERY,
             "eval_steps": EVERY,

@@ -30,7 +30,7 @@ pytestmark = pytest.mark.realshape
 KEEP = {"S0002": 8, "S0724": 2, "S0764": 2}  # speaker -> utterances kept (train, dev, test)
 OVERLAY = {
     "train": {"device": "cpu", "max_steps": 1},
-    "runs": {"lora": {}, "adalora": {"use_adalora": True, "max_steps": 2}},
+    "runs": {"lora": {}, "adalora": {"use_adalora": True}},
     # The speed table's rows at beam 5 on 2 cores: ~50 s an utterance for a random model that
     # babbles to the token budget; one shows every engine and batch variant running.
     "eval": {"speed_utterances": 1},
@@ -55,10 +55,10 @@ def real(tmp_path_factory) -> Path:
 
 
 def test_the_real_settings_train_lora_and_adalora_at_turbo_depth(real):
-    for run, steps, peft_type in (("lora", 1, "LORA"), ("adalora", 2, "ADALORA")):
+    for run, peft_type in (("lora", "LORA"), ("adalora", "ADALORA")):
         adapter = real / "results/models" / run / "adapter"
         summary = json.loads((adapter / "training_summary.json").read_text())
-        assert summary["global_step"] == steps
+        assert summary["global_step"] == 1
         assert (summary["micro_batch"], summary["gradient_accumulation"]) == (8, 1)
         assert summary["gradient_checkpointing"] is True
         assert summary["precision"] == "fp32"  # the CPU's; auto gives fp16 on a 2080 Ti
