@@ -53,7 +53,6 @@ TARGETS = [
     "results/manifests/hf",
     "results/eval/base/test/cer.json",
     "results/eval/lora/test/cer.json",
-    "results/eval/lora/train/cer.json",
 ]
 # Where each kill lands: module:function:n-th call[:only calls whose arguments name this].
 MOMENTS = [
