@@ -14,7 +14,7 @@ from whisperforge.model.tinymodel import build_tiny_whisper
 pytestmark = pytest.mark.e2e
 
 STEPS, EVERY = 12, 2
-RUNS = {"one": {"gpus": 1}, "two": {"gpus": 2}}
+RUNS = {"two": {"gpus": 2}}
 
 
 def losses(adapter: Path) -> list[float]:
@@ -41,7 +41,6 @@ def test_two_processes_train_the_same_schedule_and_give_a_usable_adapter(tmp_pat
     snakemake(
         workdir,
         "results/eval/two/train/cer.json",
-        "results/models/one/adapter",
         "--workflow-profile",
         "profiles/demo",
         "--configfile",
@@ -56,21 +55,18 @@ def test_two_processes_train_the_same_schedule_and_give_a_usable_adapter(tmp_pat
     assert "rank0" in log and "rank1" in log, "both ranks ran"
 
     results = workdir / "results/models"
-    one = json.loads((results / "one/adapter/training_summary.json").read_text())
     two = json.loads((results / "two/adapter/training_summary.json").read_text())
-    # The same effective batch and number of optimizer steps: two processes split the batch.
-    assert (one["processes"], one["micro_batch"], one["effective_batch"]) == (1, 8, 8)
+    # config's micro-batch 8, split over the two processes: the effective batch and the number
+    # of optimizer steps of one process (test_launch.py compares the two trajectories, to 1e-5).
     assert (two["processes"], two["micro_batch"], two["effective_batch"]) == (2, 4, 8)
-    assert one["global_step"] == two["global_step"] == STEPS
+    assert two["global_step"] == STEPS
 
-    single, parallel = losses(results / "one/adapter"), losses(results / "two/adapter")
-    assert len(single) == len(parallel) == STEPS // EVERY
-    # Random init: 12 steps took the single-process loss from 11.4 to 9.4 (measured).
-    assert single[-1] < 0.9 * single[0], f"one process: loss did not fall: {single}"
+    parallel = losses(results / "two/adapter")
+    assert len(parallel) == STEPS // EVERY
+    # Random init: the loss starts near ln(51,865 tokens) = 10.9 (one process: 11.4, measured)
+    # and falls (one process: to 9.4 in 12 steps). The Trainer once logged N x the loss.
+    assert 9.0 < parallel[0] < 13.0, parallel
     assert parallel[-1] < 0.9 * parallel[0], f"two processes: loss did not fall: {parallel}"
-    # The same loss scale (the Trainer once logged N x the loss) and the same trajectory.
-    assert abs(parallel[0] - single[0]) < 0.05 * single[0], (single, parallel)
-    assert abs(parallel[-1] - single[-1]) < 0.1 * single[-1], (single, parallel)
 
     # One adapter, merged, exported and decoded like any other run's.
     assert (results / "two/adapter/checkpoint-final/adapter_model.safetensors").is_file()

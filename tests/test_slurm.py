@@ -254,7 +254,11 @@ def test_a_two_node_run_is_one_job_on_both_nodes_and_doctor_knows_the_partition(
     each (the step's own srun, not the plugin's), and each runs a torchrun agent; doctor checks
     the partition with the real sinfo."""
     workdir = runs["slurm"]
-    wide = {"runs": {"wide": {"nodes": 2, "device": "cpu", "max_steps": 2, "eval_steps": 2}}}
+    wide = {
+        "runs": {"wide": {"nodes": 2, "device": "cpu", "max_steps": 2, "eval_steps": 2}},
+        # Unguarded: the forgetting guard across processes is test_multigpu.py's.
+        "eval": {"general": None},
+    }
     (workdir / "wide.yaml").write_text(yaml.safe_dump(wide))
     earlier = {j["JobId"] for j in _scontrol_jobs()}  # scontrol keeps ended jobs a while
     _finish(
