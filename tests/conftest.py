@@ -25,14 +25,15 @@ from helpers import (
 
 # The longest files first: under `pytest -n auto --dist loadfile` (README) each file runs whole
 # on one worker, and the suite ends no sooner than its longest file, so those start at once,
-# side by side, and the short ones fill in around them (see README "Tests").
+# side by side, and the short ones fill in around them (see README "Tests"). The SLURM file goes
+# beside the demo build: it mostly waits on its queue, and the build runs on every core.
 LONGEST_FIRST = (
     "test_workflow.py",
+    "test_slurm.py",
     "test_realmodel.py",
     "test_realshape.py",
     "test_kill.py",
     "test_multigpu.py",
-    "test_slurm.py",
     "test_corpus_import_rules.py",
 )
 
